@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run the test suite (README's second command): set up .venv if needed, lint, then pytest. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check .
+exec python -m pytest "$@"

@@ -1,0 +1,133 @@
+"""Start, check and stop a local MLflow tracking server (SQLite backend, local artifact folder, 127.0.0.1).
+
+Used by scripts/run-main.sh and by the tests, so both run the same server the same way:
+    python scripts/tracking_server.py start --root .mlflow --port 5000
+    python scripts/tracking_server.py stop --root .mlflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def is_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(root: Path, port: int, detach: bool = False, backend_uri: str | None = None) -> subprocess.Popen[bytes]:
+    """Launch `mlflow server` with its state under `root`; returns at once (see `wait_until_healthy`)."""
+    root = root.resolve()
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    executable = Path(sys.executable).parent / "mlflow"
+    command = [
+        str(executable) if executable.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri or f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = dict(os.environ)
+    # `mlflow server` starts uvicorn by name: the interpreter's bin folder must be on PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = (root / "server.log").open("ab")
+    return subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=detach, cwd=root
+    )
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_healthy(url):
+            return
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            raise RuntimeError(f"MLflow server exited with code {process.returncode}; log {log_path}:\n{tail}")
+        time.sleep(0.25)
+    raise RuntimeError(f"MLflow server at {url} not healthy after {timeout:.0f} s; see {log_path}")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _start_command(root: Path, port: int) -> int:
+    url = f"http://{HOST}:{port}"
+    if is_healthy(url):
+        print(f"MLflow tracking server already running at {url}")
+        return 0
+    process = start(root, port, detach=True)
+    (root / "server.pid").write_text(str(process.pid))
+    try:
+        wait_until_healthy(url, process, root / "server.log")
+    except RuntimeError as error:
+        stop(process)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"MLflow tracking server started at {url} (pid {process.pid}, state in {root})")
+    return 0
+
+
+def _stop_command(root: Path) -> int:
+    pid_file = root / "server.pid"
+    if not pid_file.exists():
+        print(f"no server.pid in {root}: nothing to stop")
+        return 0
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        print(f"stopped MLflow tracking server (pid {pid})")
+    except ProcessLookupError:
+        print(f"MLflow tracking server (pid {pid}) was not running")
+    pid_file.unlink()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--root", type=Path, default=Path(".mlflow"), help="folder for mlflow.db and artifacts/")
+    parser.add_argument("--port", type=int, default=5000)
+    arguments = parser.parse_args()
+    arguments.root.mkdir(parents=True, exist_ok=True)
+    if arguments.action == "start":
+        return _start_command(arguments.root.resolve(), arguments.port)
+    return _stop_command(arguments.root.resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

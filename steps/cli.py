@@ -1,0 +1,42 @@
+"""What every step's command line shares: logging set-up, tracking URI, and one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from mlflow.exceptions import MlflowException
+
+from steps.errors import StepError, UserInputError
+from steps.settings import PipelineSettings
+from steps.tracking import configure_tracking
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EXIT_USER_ERROR = 2
+EXIT_STEP_FAILED = 1
+
+
+def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
+    """Run one step for a CLI: configure logging and MLflow, turn expected failures into one line + exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # MLflow and alembic are chatty at INFO; the step's own progress is what the user wants to see.
+    for noisy in ("alembic", "mlflow.store", "mlflow.tracking", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = PipelineSettings()
+    configure_tracking(settings)
+    try:
+        return work(settings)
+    except UserInputError as error:
+        sys.stderr.write(f"error: {step}: {error}\n")
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except StepError as error:
+        sys.stderr.write(f"error: {step} failed: {error}\n")
+        raise SystemExit(EXIT_STEP_FAILED) from None
+    except MlflowException as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        sys.stderr.write(f"error: {step}: MLflow: {first_line}\n")
+        raise SystemExit(EXIT_STEP_FAILED) from None

@@ -1,0 +1,167 @@
+"""Step `convert`: the trained sklearn pipeline to ONNX, checked against sklearn, logged with `mlflow.onnx`.
+
+Parity is checked on the test split and on rows generated from it with missing values and unseen categories; the
+step fails (and logs nothing as a model) when max |Δp| exceeds the tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import click
+import mlflow
+import numpy as np
+import onnx
+import pandas as pd
+from mlflow.models import infer_signature
+
+from steps.cli import run_step_cli
+from steps.data import MISSING_CATEGORY, FeatureSchema
+from steps.errors import CheckFailedError, UserInputError
+from steps.onnx_model import inference_session, onnx_inputs, operator_counts, predict_default_probability, to_onnx
+from steps.prepare import load_prepared
+from steps.settings import PipelineSettings
+from steps.tracking import lineage, log_params, step_run
+
+logger = logging.getLogger(__name__)
+
+ONNX_MODEL_REQUIREMENTS = ["onnx>=1.23,<2", "onnxruntime>=1.31,<2"]
+UNSEEN_CATEGORY = "__unseen_in_training__"
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    run_id: str
+    model_uri: str
+    max_abs_diff: float
+
+
+def perturbed_rows(frame: pd.DataFrame, schema: FeatureSchema, seed: int) -> pd.DataFrame:
+    """Copies of real rows with missing numerics, missing categories and categories never seen in training."""
+    generator = np.random.default_rng(seed)
+    rows = frame[schema.features].sample(n=min(len(frame), 300), random_state=seed).reset_index(drop=True)
+    variants = []
+    for replacement in ("missing", "unseen"):
+        variant = rows.copy()
+        for column in schema.features:
+            mask = generator.random(len(variant)) < 0.3
+            if column in schema.numeric:
+                variant.loc[mask, column] = np.nan
+            else:
+                variant.loc[mask, column] = MISSING_CATEGORY if replacement == "missing" else UNSEEN_CATEGORY
+        variants.append(variant)
+    return pd.concat(variants, ignore_index=True)
+
+
+def model_metadata(schema: FeatureSchema, threshold: float, precision: str) -> dict[str, object]:
+    """What a server needs besides the graph: feature kinds and order, target meaning, decision threshold."""
+    return {
+        "feature_schema": {
+            "features": schema.features,
+            "numeric": schema.numeric,
+            "categorical": schema.categorical,
+            "categories": schema.categories,
+            "target": schema.target,
+            "positive_label": schema.positive_label,
+        },
+        "decision_threshold": threshold,
+        "precision": precision,
+        "probability_output": "probabilities[:, 1]",
+    }
+
+
+def tensor_example(schema: FeatureSchema, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Rows as the ONNX feed dict (numpy str for categoricals, so MLflow records a typed tensor signature)."""
+    return {
+        name: array.astype(str) if name in schema.categorical else array
+        for name, array in onnx_inputs(frame, schema).items()
+    }
+
+
+def log_onnx_model(
+    model: onnx.ModelProto,
+    name: str,
+    schema: FeatureSchema,
+    example_rows: pd.DataFrame,
+    threshold: float,
+    precision: str,
+) -> str:
+    """Log an ONNX graph as one file with a tensor signature, input example and serving metadata; return its URI."""
+    example = tensor_example(schema, example_rows)
+    signature = infer_signature(example, np.zeros((len(example_rows), 2), dtype=np.float32))
+    model_info = mlflow.onnx.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=example,
+        save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        pip_requirements=ONNX_MODEL_REQUIREMENTS,
+        metadata=model_metadata(schema, threshold, precision),
+    )
+    mlflow.set_tag("model_uri", model_info.model_uri)
+    return model_info.model_uri
+
+
+def convert(
+    train_run_id: str,
+    tolerance: float = 1e-4,
+    seed: int = 7,
+    settings: PipelineSettings | None = None,
+) -> ConvertResult:
+    settings = settings or PipelineSettings()
+    if not tolerance > 0:
+        raise UserInputError(f"parameter tolerance must be positive, got {tolerance}")
+    with step_run("convert", settings) as run:
+        upstream = lineage(train_run_id, "train")
+        train_run = mlflow.get_run(train_run_id)
+        log_params({**upstream, "parity_tolerance": tolerance, "seed": seed})
+        prepared = load_prepared(upstream["prepare_run_id"])
+        schema = prepared.schema
+        pipeline = mlflow.sklearn.load_model(train_run.data.tags["model_uri"])
+        threshold = train_run.data.metrics["decision_threshold"]
+
+        onnx_model = to_onnx(pipeline, schema)
+        session = inference_session(onnx_model)
+        checks = {
+            "test": prepared.splits.test[schema.features],
+            "perturbed": perturbed_rows(prepared.splits.test, schema, seed),
+        }
+        differences = {}
+        for name, frame in checks.items():
+            expected = pipeline.predict_proba(frame)[:, 1]
+            actual = predict_default_probability(session, onnx_inputs(frame, schema))
+            differences[name] = np.abs(expected - actual)
+        every = np.concatenate(list(differences.values()))
+        max_abs_diff = float(every.max())
+        mlflow.log_metrics(
+            {
+                "parity_max_abs_diff": max_abs_diff,
+                "parity_mean_abs_diff": float(every.mean()),
+                **{f"parity_max_abs_diff_{name}": float(d.max()) for name, d in differences.items()},
+                "parity_rows_checked": len(every),
+                "onnx_size_bytes": onnx_model.ByteSize(),
+            }
+        )
+        mlflow.log_dict(operator_counts(onnx_model), "onnx/operators.json")
+        if max_abs_diff > tolerance:
+            raise CheckFailedError(
+                f"ONNX parity check failed: max |Δp| {max_abs_diff:.3g} exceeds tolerance {tolerance:g}"
+            )
+        model_uri = log_onnx_model(onnx_model, "onnx_model", schema, prepared.splits.train.head(5), threshold, "fp32")
+        logger.info("ONNX parity max |Δp| %.2e over %d rows; model %s", max_abs_diff, len(every), model_uri)
+        return ConvertResult(run_id=run.info.run_id, model_uri=model_uri, max_abs_diff=max_abs_diff)
+
+
+@click.command(help="Convert a train run's pipeline to ONNX, check parity with sklearn, log it with mlflow.onnx.")
+@click.option("--train-run-id", required=True, help="Run id of the train step whose model to convert.")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True, help="Max allowed |Δp| vs sklearn.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the perturbed parity rows.")
+def cli(train_run_id: str, tolerance: float, seed: int) -> None:
+    result = run_step_cli("convert", lambda settings: convert(train_run_id, tolerance, seed, settings))
+    click.echo(f"convert run {result.run_id}: parity max |Δp| {result.max_abs_diff:.2e}, model {result.model_uri}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,159 @@
+"""Step `prepare`: load and validate the data, split it, and publish the splits and feature schema to MLflow.
+
+Artifacts: `splits/{train,validation,test}.parquet`, `schema/feature_schema.json`, `profile/*`. Later steps read them
+through `load_prepared(run_id)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import mlflow
+import pandas as pd
+
+from steps import data, plots
+from steps.cli import run_step_cli
+from steps.data import FeatureSchema, Splits
+from steps.settings import PipelineSettings
+from steps.tracking import download_artifacts, log_params, step_run
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "credit_data.csv"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    run_id: str
+    schema: FeatureSchema
+    data_sha256: str
+    rows: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    splits: Splits
+    schema: FeatureSchema
+    data_sha256: str
+
+
+def prepare(
+    data_path: Path = DEFAULT_DATA_PATH,
+    target: str = "Status",
+    positive_label: str = "bad",
+    seed: int = 42,
+    validation_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    min_rows: int = 100,
+    settings: PipelineSettings | None = None,
+) -> PrepareResult:
+    settings = settings or PipelineSettings()
+    data_path = Path(data_path)
+    with step_run("prepare", settings) as run:
+        log_params(
+            {
+                "data_path": str(data_path),
+                "target": target,
+                "positive_label": positive_label,
+                "seed": seed,
+                "validation_fraction": validation_fraction,
+                "test_fraction": test_fraction,
+                "min_rows": min_rows,
+            }
+        )
+        table = data.load_table(data_path)
+        frame, schema, dropped = data.validate_table(table, target, positive_label, min_rows, str(data_path))
+        splits = data.split_frame(frame, target, seed, validation_fraction, test_fraction)
+        data_sha256 = data.file_sha256(data_path)
+        mlflow.set_tags({"data_sha256": data_sha256, "data_file": data_path.name})
+        rows = {name: len(split) for name, split in splits.items()}
+        _log_profile(table, frame, schema, splits, dropped)
+        _log_splits(splits, schema, data_path)
+        logger.info(
+            "prepared %s: %d rows (%s), %d numeric + %d categorical features",
+            data_path.name,
+            len(frame),
+            ", ".join(f"{k} {v}" for k, v in rows.items()),
+            len(schema.numeric),
+            len(schema.categorical),
+        )
+        return PrepareResult(run_id=run.info.run_id, schema=schema, data_sha256=data_sha256, rows=rows)
+
+
+def _log_profile(
+    table: pd.DataFrame, frame: pd.DataFrame, schema: FeatureSchema, splits: Splits, dropped: int
+) -> None:
+    metrics: dict[str, float] = {"rows_total": len(frame), "rows_dropped_missing_target": dropped}
+    for name, split in splits.items():
+        metrics[f"rows_{name}"] = len(split)
+        metrics[f"positive_rate_{name}"] = float(split[schema.target].mean())
+    features = table.drop(columns=[schema.target])
+    missing = features.isna().sum()
+    metrics["missing_cells_total"] = int(missing.sum())
+    mlflow.log_metrics(metrics)
+    profile = pd.DataFrame(
+        {
+            "column": missing.index.astype(str),
+            "kind": ["numeric" if c in schema.numeric else "categorical" for c in missing.index.astype(str)],
+            "missing": missing.to_numpy(),
+            "missing_fraction": (missing / len(features)).round(5).to_numpy(),
+            "distinct": features.nunique().to_numpy(),
+        }
+    )
+    mlflow.log_table(profile, "profile/columns.json")
+    mlflow.log_text(profile.to_string(index=False), "profile/columns.txt")
+    figure = plots.missing_values_figure(profile, {name: float(s[schema.target].mean()) for name, s in splits.items()})
+    mlflow.log_figure(figure, "plots/data_profile.png")
+    plots.close(figure)
+
+
+def _log_splits(splits: Splits, schema: FeatureSchema, data_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="credit-splits-") as folder:
+        for name, split in splits.items():
+            split_path = Path(folder) / f"{name}.parquet"
+            split.to_parquet(split_path, index=False)
+            dataset = mlflow.data.from_pandas(
+                split, source=str(data_path.resolve()), targets=schema.target, name=f"{data_path.stem}-{name}"
+            )
+            mlflow.log_input(dataset, context=name)
+            mlflow.set_tag(f"split_sha256_{name}", data.frame_sha256(split))
+        mlflow.log_artifacts(folder, "splits")
+    mlflow.log_text(schema.to_json(), "schema/feature_schema.json")
+
+
+def load_prepared(prepare_run_id: str) -> PreparedData:
+    """Read the splits and schema that a `prepare` run published."""
+    run = mlflow.get_run(prepare_run_id)
+    schema = FeatureSchema.from_json(download_artifacts(prepare_run_id, "schema/feature_schema.json").read_text())
+    folder = download_artifacts(prepare_run_id, "splits")
+    frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("train", "validation", "test")}
+    # Parquet keeps the dtypes, but normalising again guards against files written by other tools.
+    normalised = {
+        name: pd.concat([data.normalize_features(f, schema), f[[schema.target]]], axis=1) for name, f in frames.items()
+    }
+    return PreparedData(
+        splits=Splits(**normalised),
+        schema=schema,
+        data_sha256=run.data.tags["data_sha256"],
+    )
+
+
+@click.command(help="Load, validate and split a CSV/Parquet data set; log splits and schema to MLflow.")
+@click.option("--data-path", type=click.Path(path_type=Path), default=DEFAULT_DATA_PATH, show_default=True)
+@click.option("--target", default="Status", show_default=True, help="Name of the binary target column.")
+@click.option("--positive-label", default="bad", show_default=True, help="Target value that means default.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--validation-fraction", type=float, default=0.15, show_default=True)
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--min-rows", type=int, default=100, show_default=True)
+def cli(**options: object) -> None:
+    result = run_step_cli("prepare", lambda settings: prepare(settings=settings, **options))
+    click.echo(f"prepare run {result.run_id}: rows {result.rows}, data sha256 {result.data_sha256[:12]}")
+
+
+if __name__ == "__main__":
+    cli()

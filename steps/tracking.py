@@ -1,0 +1,115 @@
+"""How a step owns its MLflow run: experiment, nesting under `main`, git tags, failure reason, lineage."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from steps.errors import UserInputError
+from steps.settings import PipelineSettings
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Run params through which a step finds its upstream runs (and so their artifacts).
+LINEAGE_KEYS = ("prepare_run_id", "train_run_id", "convert_run_id", "quantize_run_id")
+
+
+@functools.cache
+def git_tags() -> dict[str, str]:
+    """Commit of the checkout the code runs from (and whether it had uncommitted changes)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown"}
+    return {"git_commit": commit, "mlflow.source.git.commit": commit, "git_dirty": str(dirty).lower()}
+
+
+def configure_tracking(settings: PipelineSettings) -> None:
+    if settings.tracking_uri:
+        mlflow.set_tracking_uri(settings.tracking_uri)
+
+
+@contextmanager
+def step_run(step: str, settings: PipelineSettings) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under `mlflow run`, resume) the step's run; nested when a parent run is active.
+
+    On any exception the run ends FAILED with the reason in tag `failure_reason`, and the exception propagates.
+    """
+    nested = mlflow.active_run() is not None
+    if not nested and not os.environ.get("MLFLOW_RUN_ID"):
+        mlflow.set_experiment(settings.experiment_name)
+    with mlflow.start_run(run_name=step, nested=nested, tags={"step": step, **git_tags()}) as run:
+        try:
+            yield run
+        except BaseException as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            mlflow.set_tag("failure_reason", f"{type(error).__name__}: {reason}"[:5000])
+            raise
+
+
+def log_params(params: dict[str, object]) -> None:
+    """Log params, skipping keys the run already has: `mlflow run` logs the entry point's parameters itself
+    (as typed, e.g. a relative data path) and MLflow refuses to change a logged value."""
+    run = mlflow.active_run()
+    assert run is not None, "log_params needs an active run"
+    existing = MlflowClient().get_run(run.info.run_id).data.params
+    fresh = {key: value for key, value in params.items() if key not in existing}
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+def log_metric_history(run_id: str, name: str, values: list[float], start_step: int = 1) -> None:
+    """Log a whole curve in batches of 1,000 (one HTTP call each instead of one per point)."""
+    client = MlflowClient()
+    for offset in range(0, len(values), 1000):
+        chunk = values[offset : offset + 1000]
+        timestamp = int(1000 * time.time())
+        metrics = [Metric(name, float(v), timestamp, start_step + offset + i) for i, v in enumerate(chunk)]
+        client.log_batch(run_id, metrics=metrics, synchronous=True)
+
+
+def lineage(run_id: str, expected_step: str) -> dict[str, str]:
+    """Upstream run ids of a `expected_step` run (its params) plus its own id, e.g. {"train_run_id": ...}.
+
+    A missing run or a run of another step is a user mistake and is reported as such.
+    """
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower():
+            raise UserInputError(f"{expected_step} run {run_id!r} not found on the tracking server") from error
+        raise
+    step = run.data.tags.get("step")
+    if step != expected_step:
+        raise UserInputError(f"run {run_id} is a {step or 'non-pipeline'} run, expected a {expected_step} run")
+    if run.info.status != "FINISHED":
+        raise UserInputError(f"{expected_step} run {run_id} did not finish (status {run.info.status})")
+    found = {key: value for key, value in run.data.params.items() if key in LINEAGE_KEYS}
+    found[f"{step}_run_id"] = run_id
+    return found
+
+
+def download_artifacts(run_id: str, artifact_path: str) -> Path:
+    """Download a run's artifact (file or folder) into a fresh temporary folder and return its local path."""
+    destination = tempfile.mkdtemp(prefix=f"credit-{artifact_path.replace('/', '-')}-")
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=destination))

@@ -1,0 +1,225 @@
+"""Step `train`: fit the MLP pipeline (and a logistic-regression baseline run), evaluate, log plots and the model.
+
+Logs per-epoch `train_loss` and `validation_roc_auc` (learning curves in the UI), test metrics with prefix `test_`,
+the decision threshold chosen on validation data (`decision_threshold`), optional k-fold CV, and the model under
+artifact name `model` (its URI in tag `model_uri`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import click
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from tqdm import tqdm
+
+from steps import evaluation, plots
+from steps.cli import run_step_cli
+from steps.data import features_and_target
+from steps.model import (
+    MLPParams,
+    TrainingHistory,
+    cross_validate_mlp,
+    parse_hidden_layers,
+    train_logistic_baseline,
+    train_mlp,
+)
+from steps.prepare import PreparedData, load_prepared
+from steps.settings import PipelineSettings
+from steps.tracking import git_tags, lineage, log_metric_history, log_params, step_run
+
+logger = logging.getLogger(__name__)
+
+# Written out so that logging the model never spends seconds inferring requirements by importing it in a subprocess.
+SKLEARN_MODEL_REQUIREMENTS = ["scikit-learn>=1.9,<1.10", "pandas>=2.2,<3", "numpy>=2"]
+# skops refuses to load types it does not know; these two are plain data held by a fitted MLPClassifier.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_uri: str
+    threshold: float
+    test_metrics: dict[str, float]
+    baseline_run_id: str | None
+
+
+def train(
+    prepare_run_id: str,
+    params: MLPParams | None = None,
+    cv_folds: int = 5,
+    baseline: bool = True,
+    settings: PipelineSettings | None = None,
+) -> TrainResult:
+    settings = settings or PipelineSettings()
+    params = params or MLPParams()
+    with step_run("train", settings) as run:
+        upstream = lineage(prepare_run_id, "prepare")
+        log_params({**params.as_params(), **upstream, "cv_folds": cv_folds})
+        prepared = load_prepared(prepare_run_id)
+        schema = prepared.schema
+        x_train, y_train = features_and_target(prepared.splits.train, schema)
+        x_validation, y_validation = features_and_target(prepared.splits.validation, schema)
+        x_test, y_test = features_and_target(prepared.splits.test, schema)
+
+        with tqdm(total=params.max_epochs, desc="train MLP", unit="epoch", leave=False) as progress:
+
+            def on_epoch(epoch: int, loss: float, validation_auc: float) -> None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.4f}", val_auc=f"{validation_auc:.4f}")
+
+            model, history = train_mlp(schema, x_train, y_train, x_validation, y_validation, params, on_epoch)
+        log_metric_history(run.info.run_id, "train_loss", history.loss)
+        log_metric_history(run.info.run_id, "validation_roc_auc", history.validation_auc)
+
+        validation_probabilities = model.predict_proba(x_validation)[:, 1]
+        threshold = evaluation.choose_threshold(y_validation, validation_probabilities)
+        test_probabilities = model.predict_proba(x_test)[:, 1]
+        test_metrics = evaluation.evaluation_metrics(y_test, test_probabilities, threshold)
+        mlflow.log_metrics(
+            {
+                **{f"test_{k}": v for k, v in test_metrics.items()},
+                "decision_threshold": threshold,
+                "best_epoch": history.best_epoch,
+                "epochs_run": history.epochs,
+                "validation_roc_auc_best": max(history.validation_auc),
+            }
+        )
+        if cv_folds >= 2:
+            _log_cross_validation(prepared, params, cv_folds)
+
+        curves = {"MLP": test_probabilities}
+        baseline_run_id = None
+        if baseline:
+            baseline_run_id, curves["logistic baseline"] = _log_baseline(prepared)
+        _log_plots(y_test, curves, test_metrics, threshold, schema.positive_label, history)
+        mlflow.log_text(
+            evaluation.report_text(y_test, test_probabilities, threshold, schema.positive_label),
+            "reports/classification_report.txt",
+        )
+        input_example = x_train.head(5)
+        model_info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(input_example, model.predict_proba(input_example)[:, 1]),
+            input_example=input_example,
+            pip_requirements=SKLEARN_MODEL_REQUIREMENTS,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+        mlflow.set_tag("model_uri", model_info.model_uri)
+        logger.info(
+            "MLP test ROC AUC %.4f (threshold %.3f); model %s", test_metrics["roc_auc"], threshold, model_info.model_uri
+        )
+        return TrainResult(
+            run_id=run.info.run_id,
+            model_uri=model_info.model_uri,
+            threshold=threshold,
+            test_metrics=test_metrics,
+            baseline_run_id=baseline_run_id,
+        )
+
+
+def _log_cross_validation(prepared: PreparedData, params: MLPParams, folds: int) -> None:
+    """k-fold CV on train + validation (the test split stays untouched)."""
+    combined = pd.concat([prepared.splits.train, prepared.splits.validation], ignore_index=True)
+    features, target = features_and_target(combined, prepared.schema)
+    scores = cross_validate_mlp(prepared.schema, features, target, params, folds)
+    log_metric_history(mlflow.active_run().info.run_id, "cv_roc_auc_fold", scores)
+    mlflow.log_metrics({"cv_roc_auc_mean": float(np.mean(scores)), "cv_roc_auc_std": float(np.std(scores, ddof=1))})
+    logger.info("%d-fold CV ROC AUC %.4f ± %.4f", folds, np.mean(scores), np.std(scores, ddof=1))
+
+
+def _log_baseline(prepared: PreparedData) -> tuple[str, np.ndarray]:
+    """A logistic-regression run beside the MLP, with the same split, threshold rule and test metrics."""
+    schema = prepared.schema
+    x_train, y_train = features_and_target(prepared.splits.train, schema)
+    x_validation, y_validation = features_and_target(prepared.splits.validation, schema)
+    x_test, y_test = features_and_target(prepared.splits.test, schema)
+    with mlflow.start_run(run_name="logistic-baseline", nested=True, tags={"step": "baseline", **git_tags()}) as run:
+        model = train_logistic_baseline(schema, x_train, y_train, seed=0)
+        threshold = evaluation.choose_threshold(y_validation, model.predict_proba(x_validation)[:, 1])
+        probabilities = model.predict_proba(x_test)[:, 1]
+        metrics = evaluation.evaluation_metrics(y_test, probabilities, threshold)
+        log_params({"model": "logistic_regression", "C": 1.0})
+        mlflow.log_metrics({**{f"test_{k}": v for k, v in metrics.items()}, "decision_threshold": threshold})
+        return run.info.run_id, probabilities
+
+
+def _log_plots(
+    y_test: np.ndarray,
+    curves: dict[str, np.ndarray],
+    test_metrics: dict[str, float],
+    threshold: float,
+    positive_label: str,
+    history: TrainingHistory,
+) -> None:
+    figures = {
+        "plots/roc_curve.png": plots.roc_figure(y_test, curves),
+        "plots/precision_recall_curve.png": plots.precision_recall_figure(y_test, curves),
+        "plots/calibration_curve.png": plots.calibration_figure(y_test, curves),
+        "plots/confusion_matrix.png": plots.confusion_figure(
+            int(test_metrics["tn"]),
+            int(test_metrics["fp"]),
+            int(test_metrics["fn"]),
+            int(test_metrics["tp"]),
+            threshold,
+            positive_label,
+        ),
+        "plots/learning_curve.png": plots.learning_curve_figure(
+            history.loss, history.validation_auc, history.best_epoch
+        ),
+    }
+    for artifact_file, figure in figures.items():
+        mlflow.log_figure(figure, artifact_file)
+        plots.close(figure)
+
+
+@click.command(help="Train the MLP pipeline on a prepare run's splits; log metrics, plots and the model.")
+@click.option("--prepare-run-id", required=True, help="Run id of the prepare step whose splits to use.")
+@click.option("--hidden-layers", default="128-64", show_default=True, help="Hidden layer sizes, e.g. 64-32.")
+@click.option("--alpha", type=float, default=0.1, show_default=True, help="L2 penalty.")
+@click.option("--learning-rate", type=float, default=0.001, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--max-epochs", type=int, default=200, show_default=True)
+@click.option("--patience", type=int, default=15, show_default=True, help="Epochs without validation gain.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--cv-folds", type=int, default=5, show_default=True, help="k-fold CV on train+validation; 0 = off.")
+@click.option("--baseline", type=click.BOOL, default=True, show_default=True, help="Also log a logistic baseline run.")
+def cli(
+    prepare_run_id: str,
+    hidden_layers: str,
+    alpha: float,
+    learning_rate: float,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    cv_folds: int,
+    baseline: bool,
+) -> None:
+    def work(settings: PipelineSettings) -> TrainResult:
+        params = MLPParams(
+            hidden_layers=parse_hidden_layers(hidden_layers),
+            alpha=alpha,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+        )
+        return train(prepare_run_id, params, cv_folds=cv_folds, baseline=baseline, settings=settings)
+
+    result = run_step_cli("train", work)
+    click.echo(
+        f"train run {result.run_id}: test ROC AUC {result.test_metrics['roc_auc']:.4f}, "
+        f"threshold {result.threshold:.3f}, model {result.model_uri}"
+    )
+
+
+if __name__ == "__main__":
+    cli()
