@@ -76,7 +76,9 @@ def _undo(client: MlflowClient, name: str, created: list[ModelVersion], created_
         try:
             client.delete_model_version(name, version.version)
         except MlflowException:
-            logger.exception("could not delete %s version %s while undoing a failed registration", name, version.version)
+            logger.exception(
+                "could not delete %s version %s while undoing a failed registration", name, version.version
+            )
     if created_model:
         try:
             client.delete_registered_model(name)

@@ -58,9 +58,7 @@ def start(root: Path, port: int, detach: bool = False, backend_uri: str | None =
     # `mlflow server` starts uvicorn by name: the interpreter's bin folder must be on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     log = (root / "server.log").open("ab")
-    return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=detach, cwd=root
-    )
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=detach, cwd=root)
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90.0) -> None:

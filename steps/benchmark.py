@@ -87,7 +87,9 @@ def benchmark(
         schema = prepared.schema
         sklearn_model = mlflow.sklearn.load_model(mlflow.get_run(upstream["train_run_id"]).data.tags["model_uri"])
         sessions = {
-            "onnx_fp32": inference_session(load_onnx_model(mlflow.get_run(upstream["convert_run_id"]).data.tags["model_uri"])),
+            "onnx_fp32": inference_session(
+                load_onnx_model(mlflow.get_run(upstream["convert_run_id"]).data.tags["model_uri"])
+            ),
             "onnx_int8": inference_session(load_onnx_model(mlflow.get_run(quantize_run_id).data.tags["model_uri"])),
         }
         pool = prepared.splits.test[schema.features]
@@ -127,7 +129,9 @@ def _log_results(table: pd.DataFrame) -> None:
     smallest = int(table["batch_size"].min())
     single = table[table["batch_size"] == smallest].set_index("runtime")
     for runtime in ("onnx_fp32", "onnx_int8"):
-        metrics[f"speedup_{runtime}_vs_sklearn_b{smallest}"] = single.at["sklearn", "p50_ms"] / single.at[runtime, "p50_ms"]
+        metrics[f"speedup_{runtime}_vs_sklearn_b{smallest}"] = (
+            single.at["sklearn", "p50_ms"] / single.at[runtime, "p50_ms"]
+        )
     mlflow.log_metrics(metrics)
     mlflow.log_table(table, "benchmark/latency.json")
     mlflow.log_text(table.to_csv(index=False), "benchmark/latency.csv")

@@ -209,9 +209,7 @@ def split_frame(
             raise UserInputError(f"parameter {name} must be between 0 and 0.5, got {value}")
     rest, test = train_test_split(frame, test_size=test_fraction, stratify=frame[target], random_state=seed)
     relative_validation = validation_fraction / (1.0 - test_fraction)
-    train, validation = train_test_split(
-        rest, test_size=relative_validation, stratify=rest[target], random_state=seed
-    )
+    train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[target], random_state=seed)
     return Splits(
         train=train.reset_index(drop=True),
         validation=validation.reset_index(drop=True),

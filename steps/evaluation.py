@@ -98,7 +98,6 @@ def evaluation_metrics(y_true: np.ndarray, probabilities: np.ndarray, threshold:
 def report_text(y_true: np.ndarray, probabilities: np.ndarray, threshold: float, positive_label: str) -> str:
     predicted = (probabilities >= threshold).astype(int)
     names = [f"not {positive_label}", positive_label]
-    return (
-        f"Decision threshold {threshold:.4f} (max Youden J on validation)\n\n"
-        + classification_report(y_true, predicted, labels=[0, 1], target_names=names, digits=4, zero_division=0)
+    return f"Decision threshold {threshold:.4f} (max Youden J on validation)\n\n" + classification_report(
+        y_true, predicted, labels=[0, 1], target_names=names, digits=4, zero_division=0
     )

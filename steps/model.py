@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,11 +71,10 @@ class MLPParams:
 
 def parse_hidden_layers(text: str) -> tuple[int, ...]:
     """'64-32' or '64,32' -> (64, 32)."""
-    try:
-        sizes = tuple(int(part) for part in text.replace(",", "-").split("-") if part.strip())
-    except ValueError as error:
-        raise UserInputError(f"parameter hidden-layers must look like 64-32, got {text!r}") from error
-    if not sizes or any(size <= 0 for size in sizes):
+    if not re.fullmatch(r"\s*\d+(\s*[-,]\s*\d+)*\s*", text):
+        raise UserInputError(f"parameter hidden-layers must look like 64-32, got {text!r}")
+    sizes = tuple(int(part) for part in re.split(r"[-,]", text))
+    if any(size <= 0 for size in sizes):
         raise UserInputError(f"parameter hidden-layers must be positive sizes like 64-32, got {text!r}")
     return sizes
 

@@ -1,4 +1,4 @@
-"""Figures logged as MLflow image artifacts. Each function returns a matplotlib Figure; the caller logs and closes it."""
+"""Figures logged as MLflow image artifacts; each function returns a Figure that the caller logs and closes."""
 
 from __future__ import annotations
 

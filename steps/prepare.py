@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +85,7 @@ def prepare(
         return PrepareResult(run_id=run.info.run_id, schema=schema, data_sha256=data_sha256, rows=rows)
 
 
-def _log_profile(
-    table: pd.DataFrame, frame: pd.DataFrame, schema: FeatureSchema, splits: Splits, dropped: int
-) -> None:
+def _log_profile(table: pd.DataFrame, frame: pd.DataFrame, schema: FeatureSchema, splits: Splits, dropped: int) -> None:
     metrics: dict[str, float] = {"rows_total": len(frame), "rows_dropped_missing_target": dropped}
     for name, split in splits.items():
         metrics[f"rows_{name}"] = len(split)
@@ -116,10 +115,14 @@ def _log_splits(splits: Splits, schema: FeatureSchema, data_path: Path) -> None:
         for name, split in splits.items():
             split_path = Path(folder) / f"{name}.parquet"
             split.to_parquet(split_path, index=False)
-            dataset = mlflow.data.from_pandas(
-                split, source=str(data_path.resolve()), targets=schema.target, name=f"{data_path.stem}-{name}"
-            )
-            mlflow.log_input(dataset, context=name)
+            with warnings.catch_warnings():
+                # MLflow hints that int columns cannot hold NaN (only the 0/1 target is int) and that a local path
+                # matches two equivalent source types; neither needs the user's attention.
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(
+                    split, source=str(data_path.resolve()), targets=schema.target, name=f"{data_path.stem}-{name}"
+                )
+                mlflow.log_input(dataset, context=name)
             mlflow.set_tag(f"split_sha256_{name}", data.frame_sha256(split))
         mlflow.log_artifacts(folder, "splits")
     mlflow.log_text(schema.to_json(), "schema/feature_schema.json")

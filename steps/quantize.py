@@ -24,11 +24,13 @@ from steps.onnx_model import (
     onnx_inputs,
     operator_counts,
     predict_default_probability,
+)
+from steps.onnx_model import (
     quantize as quantize_model,
 )
 from steps.prepare import load_prepared
 from steps.settings import PipelineSettings
-from steps.tracking import download_artifacts, lineage, log_params, step_run
+from steps.tracking import lineage, log_params, step_run
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,7 @@ def load_onnx_model(model_uri: str) -> onnx.ModelProto:
     return onnx.load_model(f"{local}/model.onnx")
 
 
-def quantize(
-    convert_run_id: str, method: str = "dynamic", settings: PipelineSettings | None = None
-) -> QuantizeResult:
+def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSettings | None = None) -> QuantizeResult:
     settings = settings or PipelineSettings()
     if method not in METHODS:
         raise UserInputError(f"parameter method must be one of {', '.join(METHODS)}, got {method!r}")

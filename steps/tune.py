@@ -66,7 +66,11 @@ def tune(
                 log_metric_history(trial.info.run_id, "validation_roc_auc", history.validation_auc)
                 best_auc = max(history.validation_auc)
                 mlflow.log_metrics(
-                    {"validation_roc_auc_best": best_auc, "best_epoch": history.best_epoch, "epochs_run": history.epochs}
+                    {
+                        "validation_roc_auc_best": best_auc,
+                        "best_epoch": history.best_epoch,
+                        "epochs_run": history.epochs,
+                    }
                 )
                 results.append((best_auc, trial.info.run_id, params))
         best_auc, best_run_id, best_params = max(results, key=lambda result: result[0])

@@ -1,0 +1,115 @@
+"""Shared fixtures: a real MLflow tracking server for the session, small real data, per-test settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from scripts import tracking_server
+from steps.benchmark import BenchmarkResult, benchmark
+from steps.convert import ConvertResult, convert
+from steps.model import MLPParams
+from steps.prepare import PrepareResult, prepare
+from steps.quantize import QuantizeResult, quantize
+from steps.settings import PipelineSettings
+from steps.train import TrainResult, train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_DATA = REPO_ROOT / "data" / "credit_data.csv"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend, local artifact folder) on a free port of 127.0.0.1.
+
+    MLflow in this process and in child processes (MLFLOW_TRACKING_URI) talks to it for the whole session.
+    """
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = tracking_server.free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = tracking_server.start(root, port)
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        tracking_server.wait_until_healthy(url, process, root / "server.log")
+        os.environ["MLFLOW_TRACKING_URI"] = url
+        mlflow.set_tracking_uri(url)
+        yield url
+    finally:
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+        tracking_server.stop(process)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    # A server error is retried 7 times with back-off by default (minutes); a test should fail fast instead.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@pytest.fixture
+def settings(mlflow_server: str) -> PipelineSettings:
+    """Settings with an experiment and registered-model name of this test's own."""
+    suffix = uuid.uuid4().hex[:8]
+    return PipelineSettings(
+        tracking_uri=mlflow_server,
+        experiment_name=f"test-{suffix}",
+        registered_model_name=f"credit-test-{suffix}",
+    )
+
+
+@pytest.fixture(scope="session")
+def credit_frame() -> pd.DataFrame:
+    return pd.read_csv(SHIPPED_DATA)
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory: pytest.TempPathFactory, credit_frame: pd.DataFrame) -> Path:
+    """1,200 real rows (stratified by Status) so step tests train in about a second."""
+    sample = credit_frame.groupby("Status", group_keys=False).sample(frac=1200 / len(credit_frame), random_state=3)
+    path = tmp_path_factory.mktemp("data") / "credit_small.csv"
+    sample.to_csv(path, index=False)
+    return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Integration tests last: fast feedback from the unit tests first.
+    items.sort(key=lambda item: "integration" in item.keywords)
+
+
+@dataclass(frozen=True)
+class PipelineRuns:
+    settings: PipelineSettings
+    prepared: PrepareResult
+    trained: TrainResult
+    converted: ConvertResult
+    quantized: QuantizeResult
+    benchmarked: BenchmarkResult
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(mlflow_server: str, small_csv: Path) -> PipelineRuns:
+    """Every step once, on the small data with short training, for the tests that inspect what steps logged."""
+    settings = PipelineSettings(
+        tracking_uri=mlflow_server, experiment_name="test-pipeline", registered_model_name="credit-test-pipeline"
+    )
+    prepared = prepare(small_csv, settings=settings)
+    params = MLPParams(hidden_layers=(32, 16), max_epochs=30, patience=5)
+    trained = train(prepared.run_id, params, cv_folds=2, settings=settings)
+    converted = convert(trained.run_id, settings=settings)
+    quantized = quantize(converted.run_id, settings=settings)
+    benchmarked = benchmark(quantized.run_id, [1, 8], repeats=20, max_seconds=0.5, settings=settings)
+    return PipelineRuns(settings, prepared, trained, converted, quantized, benchmarked)

@@ -1,0 +1,75 @@
+"""The step command lines: one clear line and a non-zero exit for a user mistake, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(module: str, *arguments: str, tracking_uri: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "CREDIT_EXPERIMENT_NAME": "test-cli"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "arguments", "expected"),
+    [
+        (
+            "steps.prepare",
+            ["--data-path", "no/such/file.csv"],
+            "error: prepare: data file no/such/file.csv does not exist",
+        ),
+        ("steps.prepare", ["--target", "Outcome"], "error: prepare: "),
+        ("steps.train", ["--prepare-run-id", "0" * 32], "error: train: prepare run '" + "0" * 32 + "' not found"),
+        ("steps.train", ["--prepare-run-id", "x", "--hidden-layers", "64-x"], "error: train: parameter hidden-layers"),
+        (
+            "steps.benchmark",
+            ["--quantize-run-id", "x", "--batch-sizes", "one"],
+            "error: benchmark: parameter batch-sizes",
+        ),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(mlflow_server: str, module, arguments, expected) -> None:
+    result = run_cli(module, *arguments, tracking_uri=mlflow_server)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(expected), result.stderr
+
+
+def test_prepare_cli_names_the_missing_target_column(mlflow_server: str) -> None:
+    result = run_cli("steps.prepare", "--target", "Outcome", tracking_uri=mlflow_server)
+    assert "target column 'Outcome' not found" in result.stderr
+
+
+def test_a_failed_check_exits_1_with_one_line(mlflow_server: str, pipeline_runs) -> None:
+    result = run_cli(
+        "steps.convert",
+        "--train-run-id",
+        pipeline_runs.trained.run_id,
+        "--tolerance",
+        "1e-15",
+        tracking_uri=mlflow_server,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error: convert failed: ONNX parity check failed" in result.stderr
+
+
+def test_prepare_cli_succeeds_and_reports_its_run(mlflow_server: str, small_csv: Path) -> None:
+    result = run_cli("steps.prepare", "--data-path", str(small_csv), tracking_uri=mlflow_server)
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("prepare run ") for line in result.stdout.splitlines())
