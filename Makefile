@@ -1,0 +1,44 @@
+# Developer shortcuts; every target is a thin wrapper over scripts/ so the README's commands stay the source of truth.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PORT ?= 5000
+STATE ?= .mlflow
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: help venv run test test-fast lint format server stop-server lock time-main clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+venv: ## Create .venv from requirements.lock (only when the lock changed)
+	scripts/bootstrap.sh
+
+run: ## README command 1: start the local tracking server and run the whole pipeline
+	MLFLOW_PORT=$(PORT) MLFLOW_STATE_DIR=$(STATE) scripts/run-main.sh
+
+test: ## README command 2: lint + the whole test suite
+	scripts/test.sh
+
+test-fast: venv ## Unit tests only (no `mlflow run` subprocesses)
+	python -m pytest -m "not integration"
+
+lint: venv ## ruff check + format check
+	ruff check . && ruff format --check .
+
+format: venv ## ruff format + autofix
+	ruff format . && ruff check --fix .
+
+server: venv ## Start the local MLflow tracking server on $(PORT) (state in $(STATE))
+	python scripts/tracking_server.py start --root $(STATE) --port $(PORT)
+
+stop-server: venv ## Stop the server started by `make server` / `make run`
+	python scripts/tracking_server.py stop --root $(STATE)
+
+lock: venv ## Re-resolve requirements.lock from pyproject.toml
+	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+
+time-main: venv ## Time `mlflow run . -e main` 3 times against a running server (issue target: median <= 90 s)
+	python scripts/time_main.py --tracking-uri http://127.0.0.1:$(PORT) --rounds 3
+
+clean: ## Remove caches (keeps .venv and the tracking server state)
+	rm -rf .pytest_cache .ruff_cache; find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
