@@ -13,6 +13,8 @@ state=${MLFLOW_STATE_DIR:-.mlflow}
 python scripts/tracking_server.py start --root "$state" --port "$port"
 export MLFLOW_TRACKING_URI="http://127.0.0.1:$port"
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+# `mlflow run --experiment-name` refuses to run when an experiment id is also set in the environment.
+unset MLFLOW_EXPERIMENT_ID MLFLOW_EXPERIMENT_NAME MLFLOW_RUN_ID
 
 started=$(date +%s)
 mlflow run . -e main --env-manager local --experiment-name credit-scoring "$@"

@@ -34,8 +34,9 @@ COLUMNS = [
 
 
 def one_round(tracking_uri: str, experiment: str, extra: list[str]) -> dict[str, float]:
+    unset = {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key not in unset},
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

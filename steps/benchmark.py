@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps import plots
 from steps.cli import run_step_cli
 from steps.errors import UserInputError
-from steps.onnx_model import inference_session, onnx_inputs, predict_default_probability
 from steps.prepare import load_prepared
 from steps.quantize import load_onnx_model
 from steps.settings import PipelineSettings

@@ -16,10 +16,11 @@ import onnx
 import pandas as pd
 from mlflow.models import infer_signature
 
+from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
+from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps.cli import run_step_cli
-from steps.data import MISSING_CATEGORY, FeatureSchema
 from steps.errors import CheckFailedError, UserInputError
-from steps.onnx_model import inference_session, onnx_inputs, operator_counts, predict_default_probability, to_onnx
+from steps.onnx_model import operator_counts, to_onnx
 from steps.prepare import load_prepared
 from steps.settings import PipelineSettings
 from steps.tracking import lineage, log_params, step_run

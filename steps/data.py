@@ -9,40 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
-# Categorical missing values travel as the empty string: skl2onnx cannot convert an imputer whose missing marker is
-# NaN on a string column, and "" round-trips through JSON, Parquet and ONNX string tensors unchanged.
-MISSING_CATEGORY = ""
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
-
-
-@dataclass(frozen=True)
-class FeatureSchema:
-    """Feature names in model order, their kinds, and how the target was encoded."""
-
-    features: list[str]
-    numeric: list[str]
-    categorical: list[str]
-    target: str
-    positive_label: str
-    categories: dict[str, list[str]]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> FeatureSchema:
-        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from steps.data import MISSING_CATEGORY, FeatureSchema
+from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps.errors import UserInputError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The ONNX form of the pipeline: conversion, input tensors, inference sessions, INT8 quantization.
+"""The ONNX form of the pipeline: conversion and INT8 quantization (inputs and sessions: `scoring.onnx_runtime`).
 
 The graph has one input per feature column (float [N,1] for numeric, string [N,1] for categorical) and outputs
 `label` and `probabilities` ([N,2], column 1 = probability of default); there is no ZipMap.
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pandas as pd
 from onnx import TensorProto, helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -21,11 +20,11 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
-from steps.data import FeatureSchema
+from scoring.onnx_runtime import onnx_inputs
+from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
-PROBABILITIES_OUTPUT = "probabilities"
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
@@ -42,34 +41,6 @@ def to_onnx(pipeline: Pipeline, schema: FeatureSchema) -> onnx.ModelProto:
     )
     model.doc_string = "credit-scoring pipeline: probabilities[:, 1] is the probability of default"
     return model
-
-
-def onnx_inputs(frame: pd.DataFrame, schema: FeatureSchema) -> dict[str, np.ndarray]:
-    """Column arrays shaped [N,1] in the dtypes the graph declares (no per-row Python work)."""
-    inputs = {}
-    for name in schema.features:
-        column = frame[name].to_numpy()
-        if name in schema.numeric:
-            inputs[name] = column.astype(np.float32).reshape(-1, 1)
-        else:
-            inputs[name] = column.astype(str).astype(object).reshape(-1, 1)
-    return inputs
-
-
-def inference_session(model: onnx.ModelProto | bytes | Path, threads: int = 1) -> ort.InferenceSession:
-    # One intra-op thread: same median as more threads for this model, and a much tighter p99 under load.
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    if isinstance(payload, Path):
-        payload = payload.read_bytes()
-    return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-
-
-def predict_default_probability(session: ort.InferenceSession, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    (probabilities,) = session.run([PROBABILITIES_OUTPUT], inputs)
-    return probabilities[:, 1].astype(np.float64)
 
 
 def _declare_ml_output_types(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -16,9 +16,10 @@ import click
 import mlflow
 import pandas as pd
 
+from scoring.schema import FeatureSchema
 from steps import data, plots
 from steps.cli import run_step_cli
-from steps.data import FeatureSchema, Splits
+from steps.data import Splits
 from steps.settings import PipelineSettings
 from steps.tracking import download_artifacts, log_params, step_run
 

@@ -15,19 +15,13 @@ import numpy as np
 import onnx
 from sklearn.metrics import roc_auc_score
 
+from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps.cli import run_step_cli
 from steps.convert import log_onnx_model
 from steps.data import features_and_target
 from steps.errors import CheckFailedError, UserInputError
-from steps.onnx_model import (
-    inference_session,
-    onnx_inputs,
-    operator_counts,
-    predict_default_probability,
-)
-from steps.onnx_model import (
-    quantize as quantize_model,
-)
+from steps.onnx_model import operator_counts
+from steps.onnx_model import quantize as quantize_model
 from steps.prepare import load_prepared
 from steps.settings import PipelineSettings
 from steps.tracking import lineage, log_params, step_run

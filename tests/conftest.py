@@ -58,6 +58,8 @@ def _no_leaked_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    # mlflow.set_experiment exports the experiment id; a leftover would leak into child processes of later tests.
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from registry.versions import STAGING_ALIAS
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CHILD_UNSET = {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ class ProjectRun:
 
 
 def mlflow_run(tracking_uri: str, entry_point: str, *parameters: str, experiment: str, model: str) -> ProjectRun:
+    # MLflow's fluent API exports the active experiment to the environment; the child must pick its own.
+    inherited = {k: v for k, v in os.environ.items() if k not in CHILD_UNSET}
     env = {
-        **os.environ,
+        **inherited,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "CREDIT_REGISTERED_MODEL_NAME": model,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

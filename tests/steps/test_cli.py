@@ -13,7 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(module: str, *arguments: str, tracking_uri: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "CREDIT_EXPERIMENT_NAME": "test-cli"}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_EXPERIMENT", "MLFLOW_RUN_ID"))}
+    env = {**inherited, "MLFLOW_TRACKING_URI": tracking_uri, "CREDIT_EXPERIMENT_NAME": "test-cli"}
     return subprocess.run(
         [sys.executable, "-m", module, *arguments],
         cwd=REPO_ROOT,

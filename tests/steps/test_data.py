@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps import data
 from steps.errors import UserInputError
 
@@ -27,7 +28,7 @@ def test_shipped_data_validates_with_expected_schema(credit_frame: pd.DataFrame)
     }  # fmt: skip
     assert schema.features == [c for c in credit_frame.columns if c != "Status"]
     assert frame["Income"].isna().sum() == 381
-    assert (frame["Home"] == data.MISSING_CATEGORY).sum() == 6
+    assert (frame["Home"] == MISSING_CATEGORY).sum() == 6
     assert "owner" in schema.categories["Home"]
 
 
@@ -147,4 +148,4 @@ def test_normalize_features_names_missing_columns(credit_frame: pd.DataFrame) ->
 
 def test_schema_round_trips_through_json(credit_frame: pd.DataFrame) -> None:
     _, schema, _ = validate(credit_frame)
-    assert data.FeatureSchema.from_json(schema.to_json()) == schema
+    assert FeatureSchema.from_json(schema.to_json()) == schema

@@ -5,17 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps import data
 from steps.convert import perturbed_rows
 from steps.model import MLPParams, train_mlp
-from steps.onnx_model import (
-    inference_session,
-    onnx_inputs,
-    operator_counts,
-    predict_default_probability,
-    quantize,
-    to_onnx,
-)
+from steps.onnx_model import operator_counts, quantize, to_onnx
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,34 @@
+"""The feature schema shared by training, the registry and serving: feature order, kinds and missing markers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+# Categorical missing values travel as the empty string: skl2onnx cannot convert an imputer whose missing marker is
+# NaN on a string column, and "" round-trips through JSON, Parquet and ONNX string tensors unchanged.
+MISSING_CATEGORY = ""
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Feature names in model order, their kinds, and how the target was encoded."""
+
+    features: list[str]
+    numeric: list[str]
+    categorical: list[str]
+    target: str
+    positive_label: str
+    categories: dict[str, list[str]]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSchema:
+        return cls(**json.loads(text))
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, object]) -> FeatureSchema:
+        """Read the `feature_schema` entry that the pipeline writes into an ONNX model's MLflow metadata."""
+        return cls(**metadata["feature_schema"])
