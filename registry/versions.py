@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "credit-scoring"
 STAGING_ALIAS = "staging"
 PRODUCTION_ALIAS = "production"
+# The deprecated stages that --mirror-stages keeps in step with the aliases.
+LEGACY_STAGES = {STAGING_ALIAS: "Staging", PRODUCTION_ALIAS: "Production"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ def register_versions(
     alias: str | None = None,
     alias_index: int = 0,
     description: str = "Credit-scoring MLP (ONNX); probability of default.",
+    mirror_stages: bool = False,
 ) -> list[ModelVersion]:
     """Register every spec as a version of `name` and set `alias` on `specs[alias_index]`.
 
@@ -65,6 +68,8 @@ def register_versions(
         if alias is not None:
             client.set_registered_model_alias(name, alias, created[alias_index].version)
             logger.info("alias %r -> %s version %s", alias, name, created[alias_index].version)
+            if mirror_stages and alias in LEGACY_STAGES:
+                mirror_stage(client, name, created[alias_index].version, LEGACY_STAGES[alias])
     except BaseException:
         _undo(client, name, created, created_model)
         raise
@@ -84,3 +89,24 @@ def _undo(client: MlflowClient, name: str, created: list[ModelVersion], created_
             client.delete_registered_model(name)
         except MlflowException:
             logger.exception("could not delete registered model %s while undoing a failed registration", name)
+
+
+def set_alias(name: str, alias: str, version: str, mirror_stages: bool = False) -> None:
+    """Point `alias` at `version` (an existing alias moves in one update)."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, alias, version)
+    if mirror_stages and alias in LEGACY_STAGES:
+        mirror_stage(client, name, version, LEGACY_STAGES[alias])
+    logger.info("alias %r -> %s version %s", alias, name, version)
+
+
+def mirror_stage(client: MlflowClient, name: str, version: str, stage: str) -> None:
+    """Move `version` into a deprecated stage, then archive whatever else was in it (new first: never empty).
+
+    MLflow's own `archive_existing_versions=True` fails on a PostgreSQL backend in MLflow 3.17 (it compares the
+    integer version column with a string), so the archiving is done version by version.
+    """
+    client.transition_model_version_stage(name, version, stage)
+    for other in client.search_model_versions(f"name = '{name}'"):
+        if other.version != version and other.current_stage == stage:
+            client.transition_model_version_stage(name, other.version, "Archived")

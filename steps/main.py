@@ -7,13 +7,18 @@ registered model, and alias `staging` points at the candidate (rule in `choose_c
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import mlflow
+from mlflow.tracking import MlflowClient
 
-from registry.versions import STAGING_ALIAS, VersionSpec, register_versions
+from registry.errors import GateRefusedError
+from registry.promotion import promote
+from registry.resolve import version_for_alias
+from registry.settings import RegistrySettings
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions, set_alias
 from steps.benchmark import BenchmarkResult, benchmark, parse_batch_sizes
 from steps.cli import run_step_cli
 from steps.convert import ConvertResult, convert
@@ -41,6 +46,8 @@ class MainResult:
     versions: dict[str, str]
     candidate: str
     summary: dict[str, float]
+    first_deployment: str | None = None  # what happened to `production` when none existed before
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # version -> its aliases at the end of the run
 
 
 def choose_candidate(requested: str, quantized: QuantizeResult, bench: BenchmarkResult) -> str:
@@ -114,6 +121,7 @@ def main(
     benchmark_repeats: int = 2000,
     candidate: str = "auto",
     register: bool = True,
+    promote_first: bool = True,
     settings: PipelineSettings | None = None,
 ) -> MainResult:
     settings = settings or PipelineSettings()
@@ -156,13 +164,47 @@ def main(
         mlflow.log_metrics(summary)
         mlflow.set_tag("candidate_precision", chosen)
         versions: dict[str, str] = {}
+        first_deployment = None
         if register:
             specs = version_specs(prepared, trained, converted, quantized, bench)
             alias_index = [spec.tags["precision"] for spec in specs].index(chosen)
             registered = register_versions(settings.registered_model_name, specs, STAGING_ALIAS, alias_index)
             versions = {spec.tags["precision"]: mv.version for spec, mv in zip(specs, registered, strict=True)}
             mlflow.set_tags({f"registered_version_{k}": v for k, v in versions.items()})
-        return MainResult(parent.info.run_id, settings.registered_model_name, versions, chosen, summary)
+            if promote_first:
+                first_deployment = deploy_if_first(settings, versions, chosen, parent.info.run_id)
+        client = MlflowClient(settings.tracking_uri)
+        aliases = {v: client.get_model_version(settings.registered_model_name, v).aliases for v in versions.values()}
+        return MainResult(
+            parent.info.run_id, settings.registered_model_name, versions, chosen, summary, first_deployment, aliases
+        )
+
+
+def deploy_if_first(settings: PipelineSettings, versions: dict[str, str], chosen: str, run_id: str) -> str | None:
+    """With no `production` yet, promote the candidate through the gate and stage the other precision as challenger.
+
+    Returns what happened (None when a production version already existed: promotion is then the gate's job, run by
+    `python -m registry promote` or the scheduled DAG). A refused gate is reported, not raised: the versions are
+    registered correctly, they just are not good enough to serve.
+    """
+    registry_settings = RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name)
+    client = MlflowClient(settings.tracking_uri)
+    if version_for_alias(client, settings.registered_model_name, PRODUCTION_ALIAS) is not None:
+        return None
+    try:
+        result = promote(
+            versions[chosen], reason="first deployment by the main job", actor=f"main run {run_id}",
+            settings=registry_settings,
+        )  # fmt: skip
+    except GateRefusedError as error:
+        logger.warning("first deployment refused by the gate: %s", error)
+        mlflow.set_tag("first_deployment", f"refused: {error}"[:5000])
+        return f"refused: {error}"
+    challenger = next((version for precision, version in versions.items() if precision != chosen), None)
+    if challenger is not None:
+        set_alias(settings.registered_model_name, STAGING_ALIAS, challenger)
+    mlflow.set_tag("first_deployment", f"production -> version {result.to_version}")
+    return result.message
 
 
 @click.command(help="Run the whole pipeline as child runs of one parent run, then register the ONNX models.")
@@ -179,6 +221,13 @@ def main(
 @click.option("--benchmark-repeats", type=int, default=2000, show_default=True)
 @click.option("--candidate", type=click.Choice(CANDIDATE_CHOICES), default="auto", show_default=True)
 @click.option("--register", type=click.BOOL, default=True, show_default=True, help="Register the ONNX models.")
+@click.option(
+    "--promote-first",
+    type=click.BOOL,
+    default=True,
+    show_default=True,
+    help="With no production version yet, promote the candidate through the gate.",
+)
 def cli(
     data_path: Path,
     target: str,
@@ -193,6 +242,7 @@ def cli(
     benchmark_repeats: int,
     candidate: str,
     register: bool,
+    promote_first: bool,
 ) -> None:
     def work(settings: PipelineSettings) -> MainResult:
         params = MLPParams(
@@ -210,6 +260,7 @@ def cli(
             benchmark_repeats,
             candidate,
             register,
+            promote_first,
             settings,
         )
 
@@ -217,8 +268,11 @@ def cli(
     lines = [f"main run {result.run_id} finished"]
     lines += [f"  {key:<26} {value:.4f}" for key, value in result.summary.items()]
     for precision, version in result.versions.items():
-        marker = f"  <- alias '{STAGING_ALIAS}'" if precision == result.candidate else ""
+        aliases = result.aliases.get(version, [])
+        marker = f"  <- alias {', '.join(aliases)}" if aliases else ""
         lines.append(f"  registered {result.model_name} version {version} ({precision}){marker}")
+    if result.first_deployment:
+        lines.append(f"  first deployment: {result.first_deployment}")
     click.echo("\n".join(lines))
 
 

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class PipelineSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore", populate_by_name=True)
 
     # MLflow's own variable wins so that `mlflow run` and the MLflow CLI agree with the steps.
     tracking_uri: str | None = Field(

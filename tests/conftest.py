@@ -87,6 +87,11 @@ def small_csv(tmp_path_factory: pytest.TempPathFactory, credit_frame: pd.DataFra
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Session- and module-scoped fixtures download artifacts before any per-test fixture runs.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Integration tests last: fast feedback from the unit tests first.
     items.sort(key=lambda item: "integration" in item.keywords)

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from registry.versions import STAGING_ALIAS
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,8 @@ def main_run(mlflow_server: str) -> ProjectRun:
 def test_main_entry_point_succeeds_and_prints_where_to_look(main_run: ProjectRun) -> None:
     assert main_run.result.returncode == 0, main_run.result.stderr[-3000:]
     assert "main run " in main_run.result.stdout
-    assert f"registered {main_run.model_name} version 1 (fp32)" in main_run.result.stdout
+    assert f"registered {main_run.model_name} version 1 (fp32)  <- alias production" in main_run.result.stdout
+    assert "first deployment: " in main_run.result.stdout
 
 
 def test_main_logs_every_step_as_child_runs_tagged_with_the_commit(main_run: ProjectRun) -> None:
@@ -127,14 +128,18 @@ def test_main_logs_plots_reports_and_onnx_files(main_run: ProjectRun, tmp_path: 
         assert [o.name for o in graph.graph.output] == ["label", "probabilities"]
 
 
-def test_main_registers_fp32_and_int8_with_staging_on_the_candidate(main_run: ProjectRun) -> None:
+def test_main_registers_both_and_deploys_the_candidate_with_the_other_staged(main_run: ProjectRun) -> None:
     client = MlflowClient()
     versions = {v.tags["precision"]: v for v in client.search_model_versions(f"name = '{main_run.model_name}'")}
     assert set(versions) == {"fp32", "int8"}
     by_step = {run.data.tags["step"]: run for run in runs_of(main_run.experiment_name)}
     candidate = by_step["main"].data.tags["candidate_precision"]
+    # The model had no production version: main promoted its candidate through the gate and staged the other one.
+    deployed = client.get_model_version_by_alias(main_run.model_name, PRODUCTION_ALIAS)
+    assert deployed.version == versions[candidate].version
+    assert deployed.tags["gate_verdict"] == "passed"
     staged = client.get_model_version_by_alias(main_run.model_name, STAGING_ALIAS)
-    assert staged.version == versions[candidate].version
+    assert staged.version == versions["int8" if candidate == "fp32" else "fp32"].version
     data_hash = by_step["prepare"].data.tags["data_sha256"]
     for version in versions.values():
         assert version.tags["data_sha256"] == data_hash

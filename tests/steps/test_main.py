@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from registry.versions import STAGING_ALIAS
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from steps.benchmark import BenchmarkResult
 from steps.errors import UserInputError
 from steps.main import choose_candidate, main
@@ -36,8 +36,13 @@ def test_main_runs_every_step_as_a_child_and_registers_both_precisions(small_csv
 
     client = MlflowClient()
     assert set(result.versions) == {"fp32", "int8"}
+    # First deployment: the candidate went to production through the gate, the other precision is staged.
+    deployed = client.get_model_version_by_alias(settings.registered_model_name, PRODUCTION_ALIAS)
+    assert deployed.tags["precision"] == result.candidate
+    assert "is now in production (gate passed" in result.first_deployment
     staged = client.get_model_version_by_alias(settings.registered_model_name, STAGING_ALIAS)
-    assert staged.tags["precision"] == result.candidate
+    assert staged.tags["precision"] != result.candidate
+    assert result.aliases[deployed.version] == [PRODUCTION_ALIAS]
     fp32 = client.get_model_version(settings.registered_model_name, result.versions["fp32"])
     for tag in ("source_run_id", "train_run_id", "data_sha256", "test_roc_auc", "parity_max_abs_diff", "git_commit"):
         assert fp32.tags[tag], tag
@@ -45,7 +50,17 @@ def test_main_runs_every_step_as_a_child_and_registers_both_precisions(small_csv
     int8 = client.get_model_version(settings.registered_model_name, result.versions["int8"])
     assert int8.tags["fp32_source_run_id"] == children["convert"].info.run_id
     assert 0 < float(int8.tags["decision_agreement"]) <= 1
-    assert parent.data.tags[f"registered_version_{result.candidate}"] == staged.version
+    assert parent.data.tags[f"registered_version_{result.candidate}"] == deployed.version
+
+
+def test_main_leaves_an_existing_production_version_alone(small_csv: Path, settings) -> None:
+    main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
+    second = main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
+    client = MlflowClient()
+    assert second.first_deployment is None
+    assert client.get_model_version_by_alias(settings.registered_model_name, PRODUCTION_ALIAS).version == "1"
+    staged = client.get_model_version_by_alias(settings.registered_model_name, STAGING_ALIAS)
+    assert staged.version == second.versions[second.candidate]
 
 
 def test_a_failing_step_fails_the_parent_and_registers_nothing(small_csv: Path, settings) -> None:

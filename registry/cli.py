@@ -1,0 +1,145 @@
+"""`python -m registry status|promote|rollback|history`: the registry for people, one clear line on errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import click
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from registry import audit
+from registry.errors import GateRefusedError, RegistryError
+from registry.promotion import promote, rollback
+from registry.resolve import require_model
+from registry.settings import RegistrySettings
+
+T = TypeVar("T")
+EXIT_USER_ERROR = 2
+EXIT_REFUSED = 3
+
+
+def check_reachable(tracking_uri: str | None) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when an HTTP tracking server does not answer."""
+    if not tracking_uri or not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=5):
+            return
+    except (urllib.error.URLError, OSError) as error:
+        raise RegistryError(f"cannot reach the MLflow tracking server at {tracking_uri} ({error})") from error
+
+
+def run_command(settings: RegistrySettings, work: Callable[[], T]) -> T:
+    try:
+        check_reachable(settings.tracking_uri)
+        return work()
+    except GateRefusedError as error:
+        click.echo(error.report.to_markdown(), err=True)
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(EXIT_REFUSED) from None
+    except RegistryError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except MlflowException as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        click.echo(f"error: MLflow: {first_line}", err=True)
+        raise SystemExit(1) from None
+
+
+@click.group(help="Promote, roll back and inspect versions of the registered credit-scoring model.")
+@click.option("--model", "model_name", default=None, help="Registered model name [env CREDIT_REGISTERED_MODEL_NAME].")
+@click.option("--tracking-uri", default=None, help="MLflow tracking server [env MLFLOW_TRACKING_URI].")
+@click.option("--mirror-stages", is_flag=True, default=None, help="Also move the deprecated Production stage.")
+@click.pass_context
+def cli(context: click.Context, model_name: str | None, tracking_uri: str | None, mirror_stages: bool | None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    overrides = {"model_name": model_name, "tracking_uri": tracking_uri, "mirror_stages": mirror_stages}
+    context.obj = RegistrySettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@cli.command(help="Table of versions with aliases and key metrics.")
+@click.pass_obj
+def status(settings: RegistrySettings) -> None:
+    def work() -> list[str]:
+        client = MlflowClient(settings.tracking_uri)
+        require_model(client, settings.model_name)
+        versions = client.search_model_versions(f"name = '{settings.model_name}'")
+        rows = [("version", "aliases", "precision", "test AUC", "parity", "p99 ms", "created")]
+        for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            tags = version.tags
+            rows.append(
+                (
+                    version.version,
+                    ",".join(version.aliases) or "-",
+                    tags.get("precision", "?"),
+                    tags.get("test_roc_auc", "?")[:6],
+                    tags.get("parity_max_abs_diff", "?"),
+                    tags.get("latency_p99_ms_single_row", "?"),
+                    created,
+                )
+            )
+        return [f"model {settings.model_name}", *_table(rows)]
+
+    click.echo("\n".join(run_command(settings, work)))
+
+
+@cli.command(name="promote", help="Promote the staging version (or --version N) to production through the gate.")
+@click.option("--version", default=None, help="Version number to promote (default: the one with alias staging).")
+@click.option("--force", is_flag=True, help="Promote even if gate checks fail; needs --reason.")
+@click.option("--reason", default="", help="Why: recorded in the audit trail.")
+@click.pass_obj
+def promote_command(settings: RegistrySettings, version: str | None, force: bool, reason: str) -> None:
+    result = run_command(settings, lambda: promote(version, force=force, reason=reason, settings=settings))
+    if result.report is not None:
+        click.echo(result.report.to_markdown())
+    click.echo(result.message)
+
+
+@cli.command(name="rollback", help="Move production back to the version it replaced.")
+@click.option("--reason", default="", help="Why: recorded in the audit trail.")
+@click.pass_obj
+def rollback_command(settings: RegistrySettings, reason: str) -> None:
+    result = run_command(settings, lambda: rollback(reason=reason, settings=settings))
+    click.echo(result.message)
+
+
+@cli.command(help="Audit trail of alias moves, newest first.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_obj
+def history(settings: RegistrySettings, limit: int) -> None:
+    def work() -> list[str]:
+        client = MlflowClient(settings.tracking_uri)
+        require_model(client, settings.model_name)
+        records = audit.history(client, settings)[:limit]
+        if not records:
+            return [f"no recorded moves for {settings.model_name}"]
+        rows = [("at", "action", "from", "to", "outcome", "gate", "forced", "actor", "reason")]
+        rows += [
+            (r.at, r.action, r.from_version or "-", r.to_version, r.outcome, r.gate_verdict, str(r.forced).lower(),
+             r.actor, r.reason or "-")
+            for r in records
+        ]  # fmt: skip
+        return _table(rows)
+
+    click.echo("\n".join(run_command(settings, work)))
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def main() -> None:
+    cli(prog_name="python -m registry")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Moving `production`: promotion through the gate, forced promotion with a reason, and rollback.
+
+`production` is moved with one alias update, so a reader always finds a version behind it (the alias is reassigned,
+never deleted and re-created). Every move is written to the audit trail before it happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlflow.tracking import MlflowClient
+
+from registry import audit, gate
+from registry.errors import GateRefusedError, RegistryError
+from registry.resolve import get_version, load_version, require_model, version_for_alias
+from registry.settings import RegistrySettings
+from registry.versions import LEGACY_STAGES, PRODUCTION_ALIAS, STAGING_ALIAS, mirror_stage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    action: str  # "promote", "rollback" or "no-op"
+    model: str
+    from_version: str | None
+    to_version: str
+    message: str
+    report: gate.GateReport | None = None
+    audit_run_id: str | None = None
+
+
+def promote(
+    version: str | None = None,
+    force: bool = False,
+    reason: str = "",
+    actor: str | None = None,
+    settings: RegistrySettings | None = None,
+) -> MoveResult:
+    """Promote `version` (default: the `staging` version) to `production` if the gate passes (or `force`)."""
+    settings = settings or RegistrySettings()
+    client = MlflowClient(settings.tracking_uri)
+    name = settings.model_name
+    actor = actor or audit.current_actor()
+    require_model(client, name)
+    if force and not reason.strip():
+        raise RegistryError("a forced promotion needs a reason (--reason)")
+    if version is None:
+        staged = version_for_alias(client, name, STAGING_ALIAS)
+        if staged is None:
+            raise RegistryError(f"{name} has no alias {STAGING_ALIAS!r}: give the version to promote")
+        version = staged.version
+    else:
+        version = get_version(client, name, version).version
+    incumbent_version = version_for_alias(client, name, PRODUCTION_ALIAS)
+    if incumbent_version is not None and incumbent_version.version == version:
+        return MoveResult("no-op", name, version, version, f"{name} version {version} is already in production")
+
+    candidate = load_version(client, name, version, settings)
+    incumbent = load_version(client, name, incumbent_version.version, settings) if incumbent_version else None
+    evaluation = gate.newest_evaluation_data(
+        client,
+        list(client.search_model_versions(f"name = '{name}'")),
+        gate.required_columns(candidate, incumbent),
+    )
+    report = gate.evaluate(candidate, incumbent, evaluation, settings)
+    report.forced, report.reason = force and not report.passed, reason or None
+    previous = incumbent.version if incumbent else None
+    if not report.passed and not force:
+        audit.start(client, settings, "promote", previous, version, actor, reason, False, report, outcome="refused")
+        raise GateRefusedError(report)
+
+    audit_run_id = audit.start(client, settings, "promote", previous, version, actor, reason, report.forced, report)
+    try:
+        _move_production(client, settings, version)
+        if _staging_is(client, name, version):
+            # The candidate graduated: it is no longer a staging candidate.
+            client.delete_registered_model_alias(name, STAGING_ALIAS)
+    except BaseException:
+        audit.finish(client, audit_run_id, "failed")
+        raise
+    audit.finish(client, audit_run_id, "moved")
+    _tag_move(client, settings, version, previous, actor, audit_run_id, report.verdict)
+    how = "forced past the gate" if report.forced else "gate passed"
+    message = f"{name} version {version} is now in production ({how}; previous: {previous or 'none'})"
+    logger.info(message)
+    return MoveResult("promote", name, previous, version, message, report, audit_run_id)
+
+
+def rollback(reason: str = "", actor: str | None = None, settings: RegistrySettings | None = None) -> MoveResult:
+    """Move `production` back to the version it replaced when it was promoted."""
+    settings = settings or RegistrySettings()
+    client = MlflowClient(settings.tracking_uri)
+    name = settings.model_name
+    actor = actor or audit.current_actor()
+    require_model(client, name)
+    current = version_for_alias(client, name, PRODUCTION_ALIAS)
+    if current is None:
+        raise RegistryError(f"{name} has no {PRODUCTION_ALIAS!r} version to roll back")
+    target = audit.version_before(client, settings, current.version)
+    if target is None:
+        raise RegistryError(f"nothing to roll back to: {name} version {current.version} was the first in production")
+    get_version(client, name, target)  # the previous version may have been deleted since
+    audit_run_id = audit.start(
+        client, settings, "rollback", current.version, target, actor, reason or "rollback", False, None
+    )
+    try:
+        _move_production(client, settings, target)
+    except BaseException:
+        audit.finish(client, audit_run_id, "failed")
+        raise
+    audit.finish(client, audit_run_id, "moved")
+    _tag_move(client, settings, target, current.version, actor, audit_run_id, "rollback")
+    message = f"{name} production rolled back from version {current.version} to version {target}"
+    logger.info(message)
+    return MoveResult("rollback", name, current.version, target, message, None, audit_run_id)
+
+
+def _staging_is(client: MlflowClient, name: str, version: str) -> bool:
+    staged = version_for_alias(client, name, STAGING_ALIAS)
+    return staged is not None and staged.version == version
+
+
+def _move_production(client: MlflowClient, settings: RegistrySettings, version: str) -> None:
+    # One update reassigns the alias: there is no moment without a production version.
+    client.set_registered_model_alias(settings.model_name, PRODUCTION_ALIAS, version)
+    if settings.mirror_stages:
+        mirror_stage(client, settings.model_name, version, LEGACY_STAGES[PRODUCTION_ALIAS])
+
+
+def _tag_move(
+    client: MlflowClient,
+    settings: RegistrySettings,
+    version: str,
+    previous: str | None,
+    actor: str,
+    audit_run_id: str,
+    verdict: str,
+) -> None:
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    name = settings.model_name
+    for key, value in {
+        "production_since": at,
+        "promoted_by": actor,
+        "previous_production_version": previous or "",
+        "gate_verdict": verdict,
+        "audit_run_id": audit_run_id,
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    if previous:
+        client.set_model_version_tag(name, previous, "archived_at", at)

@@ -1,0 +1,139 @@
+"""Looking up registered versions: by alias or number, with the ONNX file cached locally once per version."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import onnx
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from registry.errors import RegistryError
+from registry.settings import RegistrySettings
+from scoring.schema import FeatureSchema
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A registered version with everything a server or the gate needs, the ONNX file on local disk."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    onnx_path: Path
+    feature_schema: FeatureSchema
+    input_signature: tuple[tuple[str, str], ...]  # ONNX graph inputs in order: (name, element type)
+    decision_threshold: float | None
+
+    @property
+    def precision(self) -> str:
+        return self.tags.get("precision", "unknown")
+
+
+def _not_found(error: MlflowException) -> bool:
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower()
+
+
+def require_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if _not_found(error):
+            raise RegistryError(f"registered model {name!r} not found") from error
+        raise
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    require_model(client, name)
+    if not str(version).isdigit():
+        raise RegistryError(f"version must be a number, got {version!r}")
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as error:
+        if _not_found(error):
+            raise RegistryError(f"{name} has no version {version}") from error
+        raise
+
+
+def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version behind `alias`, or None when the alias is not set."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if _not_found(error) or "alias" in str(error).lower():
+            return None
+        raise
+
+
+def _cached_download(client: MlflowClient, name: str, version: str, cache_dir: Path) -> Path:
+    """Folder with the version's MLmodel and model.onnx, downloaded once; a half download is never visible."""
+    target = cache_dir / name / version
+    if (target / ONNX_FILE).is_file() and (target / "MLmodel").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=client.tracking_uri
+        )
+        if not (staging / ONNX_FILE).is_file():
+            raise RegistryError(f"{name} version {version} has no {ONNX_FILE} (is it an ONNX model?)")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process cached the same version first; its copy is as good as ours.
+            if not (target / ONNX_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("cached %s version %s in %s", name, version, target)
+    return target
+
+
+def onnx_input_signature(path: Path) -> tuple[tuple[str, str], ...]:
+    graph = onnx.load_model(str(path), load_external_data=False).graph
+    return tuple((item.name, onnx.TensorProto.DataType.Name(item.type.tensor_type.elem_type)) for item in graph.input)
+
+
+def load_version(client: MlflowClient, name: str, version: str, settings: RegistrySettings) -> ResolvedModel:
+    details = get_version(client, name, version)
+    folder = _cached_download(client, name, details.version, settings.cache_dir)
+    metadata = mlflow.models.Model.load(str(folder)).metadata or {}
+    if "feature_schema" not in metadata:
+        raise RegistryError(f"{name} version {version} carries no feature_schema metadata (not from this pipeline?)")
+    threshold = metadata.get("decision_threshold")
+    return ResolvedModel(
+        name=name,
+        version=details.version,
+        aliases=tuple(details.aliases),
+        tags=dict(details.tags),
+        onnx_path=folder / ONNX_FILE,
+        feature_schema=FeatureSchema.from_metadata(metadata),
+        input_signature=onnx_input_signature(folder / ONNX_FILE),
+        decision_threshold=float(threshold) if threshold is not None else None,
+    )
+
+
+def resolve(alias_or_version: str, settings: RegistrySettings | None = None) -> ResolvedModel:
+    """`production`, `staging` (any alias) or a version number -> the version with its local ONNX file."""
+    settings = settings or RegistrySettings()
+    client = MlflowClient(settings.tracking_uri)
+    if str(alias_or_version).isdigit():
+        return load_version(client, settings.model_name, str(alias_or_version), settings)
+    require_model(client, settings.model_name)
+    found = version_for_alias(client, settings.model_name, alias_or_version)
+    if found is None:
+        raise RegistryError(f"{settings.model_name} has no alias {alias_or_version!r}")
+    return load_version(client, settings.model_name, found.version, settings)

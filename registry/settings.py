@@ -1,0 +1,32 @@
+"""Settings of the registry (model name, gate thresholds, cache, audit), read from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RegistrySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
+
+    tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "REGISTRY_TRACKING_URI")
+    )
+    model_name: str = Field(
+        default="credit-scoring",
+        validation_alias=AliasChoices("REGISTRY_MODEL_NAME", "CREDIT_REGISTERED_MODEL_NAME"),
+    )
+    # ONNX files are downloaded once per version into this folder.
+    cache_dir: Path = Path.home() / ".cache" / "credit-scoring" / "models"
+    audit_experiment: str = "registry-audit"
+    # Gate thresholds (docs/registry.md explains each).
+    auc_tolerance: float = Field(default=0.002, ge=0)
+    auc_floor: float = Field(default=0.75, ge=0, le=1)
+    max_fp32_parity: float = Field(default=1e-4, gt=0)
+    max_int8_parity: float = Field(default=0.2, gt=0)
+    min_int8_agreement: float = Field(default=0.98, ge=0, le=1)
+    latency_budget_ms: float = Field(default=5.0, gt=0)
+    # Also move the deprecated stages (Production/Staging, archiving the previous) for tooling that still reads them.
+    mirror_stages: bool = False
