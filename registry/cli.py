@@ -71,6 +71,10 @@ def status(settings: RegistrySettings) -> None:
         client = MlflowClient(settings.tracking_uri)
         require_model(client, settings.model_name)
         versions = client.search_model_versions(f"name = '{settings.model_name}'")
+        # Search results carry no aliases; the registered model has them all.
+        aliases: dict[str, list[str]] = {}
+        for alias, number in client.get_registered_model(settings.model_name).aliases.items():
+            aliases.setdefault(str(number), []).append(alias)
         rows = [("version", "aliases", "precision", "test AUC", "parity", "p99 ms", "created")]
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
             created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M")
@@ -78,7 +82,7 @@ def status(settings: RegistrySettings) -> None:
             rows.append(
                 (
                     version.version,
-                    ",".join(version.aliases) or "-",
+                    ",".join(sorted(aliases.get(version.version, []))) or "-",
                     tags.get("precision", "?"),
                     tags.get("test_roc_auc", "?")[:6],
                     tags.get("parity_max_abs_diff", "?"),

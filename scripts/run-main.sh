@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README's first command: set up .venv, start a local MLflow tracking server (SQLite + local artifacts on
-# 127.0.0.1), run the whole pipeline against it with `mlflow run`, and say where to look.
+# 127.0.0.1), run the whole pipeline against it with `mlflow run` (which registers the models and, the first time,
+# promotes the candidate to production through the gate), and say where to look.
 # Environment: MLFLOW_PORT (default 5000), MLFLOW_STATE_DIR (default .mlflow); extra args go to `mlflow run`
 # (for example: -P max_epochs=50).
 set -euo pipefail
@@ -19,12 +20,14 @@ unset MLFLOW_EXPERIMENT_ID MLFLOW_EXPERIMENT_NAME MLFLOW_RUN_ID
 started=$(date +%s)
 mlflow run . -e main --env-manager local --experiment-name credit-scoring "$@"
 elapsed=$(( $(date +%s) - started ))
+echo
+python -m registry status
 
 cat <<MSG
 
 Pipeline finished in ${elapsed} s.
   MLflow UI:          $MLFLOW_TRACKING_URI  (experiment "credit-scoring"; model "credit-scoring" under Models)
-  Registered versions and key metrics: printed above by the main step ("registered credit-scoring version ...")
+  Registry:           .venv/bin/python -m registry status | history | promote | rollback   (MLFLOW_TRACKING_URI as above)
   Run one step:       MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI .venv/bin/mlflow run . -e train --env-manager local -P prepare_run_id=<id>
   Stop the server:    .venv/bin/python scripts/tracking_server.py stop --root $state
 MSG

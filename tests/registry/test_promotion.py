@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -202,3 +205,37 @@ def test_a_poller_never_sees_production_missing_during_repeated_promotions(regis
 
 def replace_name(settings: RegistrySettings, name: str) -> RegistrySettings:
     return settings.model_copy(update={"model_name": name})
+
+
+def registry_cli(settings: RegistrySettings, *arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "registry", "--tracking-uri", settings.tracking_uri]
+    command += ["--model", settings.model_name]
+    env = {**os.environ, "REGISTRY_CACHE_DIR": str(settings.cache_dir)}
+    return subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_cli_status_and_history_show_versions_aliases_and_moves(registry, registry_models) -> None:
+    promote(registry_models.versions["copy_of_production"], reason="cli check", settings=registry)
+    status = registry_cli(registry, "status")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[1].split()[:4] == ["version", "aliases", "precision", "test"]
+    row = next(line for line in lines if line.split()[0] == "7")
+    assert row.split()[1] == "production" and row.split()[2] == "fp32"
+    history = registry_cli(registry, "history", "--limit", "3")
+    assert history.returncode == 0, history.stderr
+    assert "promote" in history.stdout.splitlines()[1] and "cli check" in history.stdout
+
+
+def test_cli_refused_gate_prints_the_report_and_exits_3(registry, registry_models) -> None:
+    refused = registry_cli(registry, "promote", "--version", registry_models.versions["weak_fp32"])
+    assert refused.returncode == 3
+    assert "| auc_vs_incumbent | FAIL |" in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: gate refused version")
+    assert "Traceback" not in refused.stderr
+
+
+def test_cli_unknown_model_is_one_line(registry) -> None:
+    result = registry_cli(registry.model_copy(update={"model_name": "nope"}), "rollback")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: registered model 'nope' not found"
