@@ -72,7 +72,9 @@ def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersi
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
-        if _not_found(error) or "alias" in str(error).lower():
+        # MLflow answers an unset alias with INVALID_PARAMETER_VALUE "... alias X not found." Anything else (a
+        # server or connection error) must propagate: treating it as "no production" would skip the comparison.
+        if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"} and "not found" in str(error):
             return None
         raise
 

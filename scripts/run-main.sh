@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
+# MLflow's usage telemetry: off (it phones home; offline it only costs time).
+export MLFLOW_DISABLE_TELEMETRY=true
 
 port=${MLFLOW_PORT:-5000}
 state=${MLFLOW_STATE_DIR:-.mlflow}

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
+# MLflow's usage telemetry: off (it phones home; offline it only costs time).
+export MLFLOW_DISABLE_TELEMETRY=true
 ruff check .
 ruff format --check .
 exec python -m pytest "$@"

@@ -90,6 +90,9 @@ def small_csv(tmp_path_factory: pytest.TempPathFactory, credit_frame: pd.DataFra
 def pytest_configure(config: pytest.Config) -> None:
     # Session- and module-scoped fixtures download artifacts before any per-test fixture runs.
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    # MLflow's usage telemetry (which cannot reach its endpoint offline anyway) sets and unsets an environment
+    # variable from a background thread; a concurrent copy of os.environ then fails with KeyError.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

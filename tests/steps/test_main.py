@@ -16,7 +16,7 @@ from steps.main import choose_candidate, main
 from steps.model import MLPParams
 from steps.quantize import QuantizeResult
 
-FAST = {"params": MLPParams(hidden_layers=(16,), max_epochs=10, patience=3), "cv_folds": 0}
+FAST = {"params": MLPParams(hidden_layers=(16,), max_epochs=40, patience=5), "cv_folds": 0}
 
 
 def children_of(run_id: str, experiment_id: str) -> dict[str, mlflow.entities.Run]:
