@@ -1,0 +1,1 @@
+"""The Flask gateway: serves the ONNX versions behind `production` and `staging` (A/B), with cache, metrics and docs."""

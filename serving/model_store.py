@@ -1,0 +1,178 @@
+"""The models being served: one ONNX session per alias, loaded beside the old one, warmed up, swapped atomically.
+
+`refresh()` asks the registry which versions `production` and `staging` point at; a changed version is downloaded
+(once per version, via the registry's cache), opened, warmed up with the input example logged with it, and only then
+published by replacing the whole snapshot dict in one assignment. Any failure leaves the previous model serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import onnxruntime as ort
+from mlflow.tracking import MlflowClient
+
+from registry.resolve import ResolvedModel, load_version, version_for_alias
+from registry.settings import RegistrySettings
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from scoring.onnx_runtime import inference_session, predict_default_probability
+from scoring.schema import FeatureSchema
+
+logger = logging.getLogger(__name__)
+
+ALIASES = (PRODUCTION_ALIAS, STAGING_ALIAS)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    alias: str
+    name: str
+    version: str
+    precision: str
+    session: ort.InferenceSession
+    schema: FeatureSchema
+    decision_threshold: float | None
+    loaded_at: str
+    warmup_ms: float
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return predict_default_probability(self.session, inputs)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "alias": self.alias,
+            "name": self.name,
+            "version": self.version,
+            "precision": self.precision,
+            "loaded_at": self.loaded_at,
+            "warmup_ms": round(self.warmup_ms, 3),
+            "decision_threshold": self.decision_threshold,
+            "feature_schema": {
+                "features": self.schema.features,
+                "numeric": self.schema.numeric,
+                "categorical": self.schema.categorical,
+                "categories": self.schema.categories,
+            },
+        }
+
+
+@dataclass
+class RefreshReport:
+    loaded: list[str] = field(default_factory=list)  # "production=7"
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # alias -> reason
+
+
+def warm_up(resolved: ResolvedModel, session: ort.InferenceSession) -> float:
+    """Score the input example logged with the model; returns how long it took (ms)."""
+    folder = Path(resolved.onnx_path).parent
+    example = mlflow.models.Model.load(str(folder)).load_input_example(str(folder))
+    if not isinstance(example, dict):
+        raise ValueError(f"version {resolved.version} has no tensor input example to warm up with")
+    started = time.perf_counter()
+    probabilities = predict_default_probability(session, example)
+    if not np.all(np.isfinite(probabilities)):
+        raise ValueError(f"version {resolved.version} returned non-finite probabilities on its input example")
+    return (time.perf_counter() - started) * 1e3
+
+
+class ModelStore:
+    def __init__(
+        self,
+        registry_settings: RegistrySettings,
+        on_reload: Callable[[str, str, bool], None] = lambda alias, version, ok: None,
+    ):
+        self.registry_settings = registry_settings
+        self._models: dict[str, LoadedModel] = {}
+        self._refresh_lock = threading.Lock()
+        self._on_reload = on_reload
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def get(self, alias: str) -> LoadedModel | None:
+        return self._models.get(alias)
+
+    def snapshot(self) -> dict[str, LoadedModel]:
+        return self._models
+
+    def refresh(self) -> RefreshReport:
+        """Bring the served models in line with the registry's aliases; never raises."""
+        report = RefreshReport()
+        with self._refresh_lock:
+            settings = self.registry_settings
+            try:
+                client = MlflowClient(settings.tracking_uri)
+                wanted = {alias: version_for_alias(client, settings.model_name, alias) for alias in ALIASES}
+            except Exception as error:  # noqa: BLE001 - an unreachable registry must never stop serving
+                self.last_error = f"registry unreachable: {type(error).__name__}: {str(error)[:200]}"
+                logger.warning("model refresh skipped: %s", self.last_error)
+                report.failed = {alias: self.last_error for alias in ALIASES}
+                return report
+            updated = dict(self._models)
+            for alias, version in wanted.items():
+                current = updated.get(alias)
+                if version is None:
+                    if current is not None:
+                        del updated[alias]
+                        report.removed.append(alias)
+                    continue
+                if current is not None and current.version == version.version:
+                    report.unchanged.append(f"{alias}={version.version}")
+                    continue
+                try:
+                    updated[alias] = self._load(client, alias, version.version)
+                    report.loaded.append(f"{alias}={version.version}")
+                    self._on_reload(alias, version.version, True)
+                except Exception as error:  # noqa: BLE001 - a bad version must leave the old one serving
+                    reason = f"{type(error).__name__}: {str(error)[:300]}"
+                    report.failed[alias] = reason
+                    self.last_error = f"{alias} version {version.version}: {reason}"
+                    self._on_reload(alias, version.version, False)
+                    logger.error("could not load %s version %s: %s", alias, version.version, reason)
+            self._models = updated  # one assignment: readers see the old or the new snapshot, never a mix
+        if report.loaded or report.removed:
+            logger.info("models refreshed: loaded %s, removed %s", report.loaded, report.removed)
+        return report
+
+    def _load(self, client: MlflowClient, alias: str, version: str) -> LoadedModel:
+        resolved = load_version(client, self.registry_settings.model_name, version, self.registry_settings)
+        session = inference_session(resolved.onnx_path)
+        warmup_ms = warm_up(resolved, session)
+        return LoadedModel(
+            alias=alias,
+            name=resolved.name,
+            version=resolved.version,
+            precision=resolved.precision,
+            session=session,
+            schema=resolved.feature_schema,
+            decision_threshold=resolved.decision_threshold,
+            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            warmup_ms=warmup_ms,
+        )
+
+    def start_polling(self, interval_s: float) -> None:
+        if interval_s <= 0 or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop_polling(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

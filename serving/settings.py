@@ -1,0 +1,41 @@
+"""Settings of the gateway, read from the environment (`SERVING_*`, plus MLflow's and Redis' usual variables)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token", "admin"}
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore", populate_by_name=True)
+
+    environment: str = "development"  # "production" refuses placeholder secrets
+    tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SERVING_TRACKING_URI")
+    )
+    model_name: str = Field(
+        default="credit-scoring", validation_alias=AliasChoices("SERVING_MODEL_NAME", "CREDIT_REGISTERED_MODEL_NAME")
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
+    redis_timeout_s: float = Field(default=0.05, gt=0)  # a cache slower than this is worse than no cache
+    breaker_threshold: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=5.0, gt=0)
+    cache_prefix: str = "credit-scoring:prediction"
+    cache_ttl_s: int = Field(default=3600, ge=1)
+    prediction_stream: str = "credit-scoring:predictions"
+    prediction_stream_max_length: int = Field(default=100_000, ge=1)
+    staging_share: float = Field(default=0.10, ge=0, le=1)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    reload_interval_s: float = Field(default=30.0, ge=0)  # 0 = no background polling (reload via /admin/reload)
+    admin_token: SecretStr = SecretStr("")
+    model_cache_dir: str | None = None  # default: the registry's cache folder
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServingSettings:
+        token = self.admin_token.get_secret_value()
+        if self.environment != "development" and token.strip().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError("SERVING_ADMIN_TOKEN must be set to a real secret outside development")
+        return self

@@ -1,0 +1,86 @@
+"""Request rows → ONNX columns: every bad input named by row and field."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scoring.schema import FeatureSchema
+from serving.validation import RowsInvalidError, parse_rows
+
+SCHEMA = FeatureSchema(
+    features=["Age", "Home", "Income"],
+    numeric=["Age", "Income"],
+    categorical=["Home"],
+    target="Status",
+    positive_label="bad",
+    categories={"Home": ["owner", "rent"]},
+)
+
+
+def errors_of(batch, **kwargs) -> list[dict[str, object]]:
+    with pytest.raises(RowsInvalidError) as caught:
+        parse_rows(batch, SCHEMA, **kwargs)
+    return [error.as_dict() for error in caught.value.errors]
+
+
+def test_values_and_features_rows_build_the_same_columns() -> None:
+    parsed = parse_rows(
+        [{"values": [30, "rent", 1200.5]}, {"features": {"Income": None, "Home": None, "Age": 41}}], SCHEMA
+    )
+    assert parsed.inputs["Age"].dtype == np.float32 and parsed.inputs["Age"].shape == (2, 1)
+    assert parsed.inputs["Home"].tolist() == [["rent"], [""]]
+    assert math.isnan(parsed.inputs["Income"][1, 0])
+    assert parsed.canonical_rows == [[30.0, "rent", 1200.5], [41.0, None, None]]
+
+
+def test_applicant_ids_come_from_the_row_or_the_request() -> None:
+    parsed = parse_rows(
+        [{"values": [1, "rent", 2], "applicant_id": "a-1"}, {"values": [1, "rent", 2]}], SCHEMA, request_applicant_id=7
+    )
+    assert parsed.applicant_ids == ["a-1", "7"]
+
+
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        ([], [{"row": None, "field": "batch", "message": "must be a non-empty list of rows"}]),
+        ([{"values": [1, "rent"]}], [
+            {"row": 0, "field": "values", "message": "expected 3 values in feature order, got 2"}
+        ]),
+        ([{"values": ["thirty", "rent", 1]}], [{"row": 0, "field": "Age", "message": "expected a number, got str"}]),
+        ([{"values": [True, "rent", 1]}], [{"row": 0, "field": "Age", "message": "expected a number, got a boolean"}]),
+        ([{"values": [float("inf"), "rent", 1]}], [{"row": 0, "field": "Age", "message": "must be finite"}]),
+        ([{"values": [1, {"x": 1}, 1]}], [{"row": 0, "field": "Home", "message": "expected a string, got dict"}]),
+        ([{"values": [1, 5, [1]]}], [
+            {"row": 0, "field": "Home", "message": "expected a string, got int"},
+            {"row": 0, "field": "Income", "message": "expected a number, got list"},
+        ]),
+        ([{"features": {"Age": 1, "Home": "rent", "Income": 1, "Zip": 2}}], [
+            {"row": 0, "field": "Zip", "message": "unknown feature"}
+        ]),
+        ([{"features": {"Age": 1}}], [
+            {"row": 0, "field": "Home", "message": "missing feature (send null for a missing value)"},
+            {"row": 0, "field": "Income", "message": "missing feature (send null for a missing value)"},
+        ]),
+        ([{"values": [1, "rent", 1], "features": {}}], [
+            {"row": 0, "field": "row", "message": "give exactly one of 'values' or 'features'"}
+        ]),
+        (["nope"], [{"row": 0, "field": "row", "message": "must be an object with 'values' or 'features'"}]),
+    ],
+)  # fmt: skip
+def test_bad_rows_are_reported_with_row_and_field(batch, expected) -> None:
+    assert errors_of(batch) == expected
+
+
+def test_every_bad_row_is_reported_at_once() -> None:
+    errors = errors_of([{"values": [1, "rent", 1]}, {"values": ["x", "rent", 1]}, {"values": [1, "rent", "y"]}])
+    assert [(e["row"], e["field"]) for e in errors] == [(1, "Age"), (2, "Income")]
+
+
+def test_nan_means_missing() -> None:
+    parsed = parse_rows([{"values": [float("nan"), float("nan"), None]}], SCHEMA)
+    assert math.isnan(parsed.inputs["Age"][0, 0]) and parsed.inputs["Home"][0, 0] == ""
+    assert parsed.canonical_rows == [[None, None, None]]
