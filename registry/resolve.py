@@ -87,13 +87,16 @@ def _cached_download(client: MlflowClient, name: str, version: str, cache_dir: P
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
-        mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=client.tracking_uri
+        # Resolved through this client rather than as "models:/name/version": MLflow 3.17 resolves such URIs with the
+        # process-wide registry URI even when another one is passed, which may be a local ./mlflow.db.
+        location = client.get_model_version_download_uri(name, version)
+        local = Path(
+            mlflow.artifacts.download_artifacts(location, dst_path=str(staging), tracking_uri=client.tracking_uri)
         )
-        if not (staging / ONNX_FILE).is_file():
+        if not (local / ONNX_FILE).is_file():
             raise RegistryError(f"{name} version {version} has no {ONNX_FILE} (is it an ONNX model?)")
         try:
-            os.replace(staging, target)
+            os.replace(local, target)
         except OSError:
             # Another process cached the same version first; its copy is as good as ours.
             if not (target / ONNX_FILE).is_file():

@@ -1,0 +1,235 @@
+"""The gateway's app factory: settings, Redis, model store, A/B router, metrics and routes wired in one place."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis
+from flask import Response, g, jsonify, redirect, request
+from flask_openapi3 import Info, OpenAPI, Tag
+
+from registry.settings import RegistrySettings
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from serving import schemas
+from serving.cache import CircuitBreaker, PredictionCache, PredictionLog, RedisGateway
+from serving.errors import ApiError, register_error_handlers, validation_error_response
+from serving.metrics import create_metrics
+from serving.model_store import ALIASES, ModelStore
+from serving.predictor import PredictionService
+from serving.router import ABRouter
+from serving.settings import ServingSettings
+
+logger = logging.getLogger(__name__)
+access_log = logging.getLogger("serving.access")
+
+PREDICTION = Tag(name="prediction", description="Probability of default for credit applications")
+OPERATIONS = Tag(name="operations", description="Health, readiness, loaded models, reload")
+ERRORS = {413: schemas.ErrorResponse, 422: schemas.ErrorResponse, 503: schemas.ErrorResponse}
+
+
+def create_app(settings: ServingSettings | None = None, store: ModelStore | None = None) -> OpenAPI:
+    settings = settings or ServingSettings()
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Credit-scoring gateway", version="1.0.0"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix="",
+        doc_url="/openapi.json",
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+        validation_error_model=schemas.ErrorResponse,
+    )
+    # Werkzeug enforces this on the bytes actually read, so a chunked body cannot slip past it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    register_error_handlers(app)
+
+    registry_settings = RegistrySettings(
+        tracking_uri=settings.tracking_uri,
+        model_name=settings.model_name,
+        **({"cache_dir": settings.model_cache_dir} if settings.model_cache_dir else {}),
+    )
+    metrics = create_metrics(app)
+    store = store or ModelStore(
+        registry_settings,
+        on_reload=lambda alias, version, ok: metrics.reloads.labels(
+            alias=alias, outcome="ok" if ok else "failed"
+        ).inc(),
+    )
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    redis_gateway = RedisGateway(
+        client,
+        CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
+        lambda operation: metrics.redis_errors.labels(operation=operation).inc(),
+    )
+    service = PredictionService(
+        store,
+        ABRouter(settings.staging_share),
+        PredictionCache(redis_gateway, settings.cache_prefix, settings.cache_ttl_s),
+        PredictionLog(redis_gateway, settings.prediction_stream, settings.prediction_stream_max_length),
+        metrics,
+        settings.max_batch_rows,
+    )
+    app.extensions.update(
+        {"settings": settings, "model_store": store, "prediction_service": service, "gateway_metrics": metrics}
+    )
+
+    def publish_model_info() -> None:
+        metrics.model_info.clear()
+        for alias, model in store.snapshot().items():
+            metrics.model_info.labels(alias=alias, version=model.version, precision=model.precision).set(1)
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.log_fields = {}
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if request.endpoint not in {"prometheus_metrics", None}:
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": g.get("request_id"),
+                    "endpoint": request.endpoint,
+                    "status": response.status_code,
+                    "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1e3, 3),
+                    **g.get("log_fields", {}),
+                },
+            )
+        return response
+
+    def body_json() -> dict[str, Any]:
+        return request.get_json(silent=True) or {}
+
+    def model_ref(model: Any) -> dict[str, str]:
+        return {"name": model.name, "version": model.version, "alias": model.alias}
+
+    @app.get("/health", tags=[OPERATIONS], responses={200: schemas.HealthResponse})
+    def health() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/ready", tags=[OPERATIONS], responses={200: schemas.ReadyResponse, 503: schemas.ErrorResponse})
+    def ready() -> Response:
+        production = store.get(PRODUCTION_ALIAS)
+        if production is None:
+            reason = store.last_error or "the production model is not loaded yet"
+            raise ApiError(503, "not_ready", reason)
+        staging = store.get(STAGING_ALIAS)
+        return jsonify(
+            {
+                "status": "ready",
+                "production_version": production.version,
+                "staging_version": staging and staging.version,
+            }
+        )
+
+    @app.get("/models", tags=[OPERATIONS])
+    def models() -> Response:
+        return jsonify({alias: model.describe() for alias, model in store.snapshot().items()})
+
+    @app.post(
+        "/predict",
+        tags=[PREDICTION],
+        responses={200: schemas.PredictResponse, **ERRORS},
+        summary="Score with production",
+    )
+    def predict(body: schemas.PredictRequest) -> Response:
+        raw = body_json()
+        scored = service.predict(raw["batch"], raw.get("applicant_id"), g.request_id, use_cache=False)
+        model = scored.models["A"]
+        g.log_fields = {"variant": "A", "version": model.version, "rows": len(scored.probabilities)}
+        return jsonify({"request_id": g.request_id, "model": model_ref(model), "probabilities": scored.probabilities})
+
+    @app.post(
+        "/predict_cached",
+        tags=[PREDICTION],
+        responses={200: schemas.CachedPredictResponse, **ERRORS},
+        summary="Score with production through the Redis cache",
+    )
+    def predict_cached(body: schemas.PredictRequest) -> Response:
+        raw = body_json()
+        scored = service.predict(raw["batch"], raw.get("applicant_id"), g.request_id, use_cache=True)
+        model = scored.models["A"]
+        rows = len(scored.probabilities)
+        g.log_fields = {"variant": "A", "version": model.version, "rows": rows, "cache_hits": scored.cache_hits}
+        return jsonify(
+            {
+                "request_id": g.request_id,
+                "model": model_ref(model),
+                "probabilities": scored.probabilities,
+                "cached": scored.cache_hits == rows,
+                "cache_hits": scored.cache_hits,
+            }
+        )
+
+    @app.post(
+        "/predict_ab",
+        tags=[PREDICTION],
+        responses={200: schemas.ABPredictResponse, 409: schemas.ErrorResponse, **ERRORS},
+        summary="A/B: production (A) or staging (B), sticky per applicant",
+    )
+    def predict_ab(body: schemas.ABPredictRequest) -> Response:
+        raw = body_json()
+        scored = service.predict_ab(raw["batch"], raw.get("applicant_id"), body.variant, g.request_id)
+        variant = scored.variants[0] if len(set(scored.variants)) == 1 else "mixed"
+        versions = [scored.models[v].version for v in scored.variants]
+        g.log_fields = {"variant": variant, "version": ",".join(sorted(set(versions))), "rows": len(versions)}
+        return jsonify(
+            {
+                "request_id": g.request_id,
+                "variant": variant,
+                "staging_available": store.get(STAGING_ALIAS) is not None,
+                "probabilities": scored.probabilities,
+                "variants": scored.variants,
+                "versions": versions,
+                "models": {v: model_ref(m) for v, m in scored.models.items()},
+            }
+        )
+
+    @app.post(
+        "/admin/reload",
+        tags=[OPERATIONS],
+        security=[{"bearer": []}],
+        responses={200: schemas.ReloadResponse, 401: schemas.ErrorResponse, 403: schemas.ErrorResponse},
+        summary="Re-resolve the aliases now",
+    )
+    def admin_reload() -> Response:
+        expected = settings.admin_token.get_secret_value()
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+        if not expected or not hmac.compare_digest(header.removeprefix("Bearer ").encode(), expected.encode()):
+            raise ApiError(403, "forbidden", "invalid token")
+        report = store.refresh()
+        publish_model_info()
+        return jsonify(
+            {"loaded": report.loaded, "unchanged": report.unchanged, "removed": report.removed, "failed": report.failed}
+        )
+
+    @app.get("/docs", doc_ui=False)
+    def docs() -> Response:
+        return redirect("/swagger")
+
+    app.extensions["publish_model_info"] = publish_model_info
+    logger.debug("gateway created for %s (aliases %s)", settings.model_name, ", ".join(ALIASES))
+    return app
+
+
+def start_serving(app: OpenAPI) -> None:
+    """Load the models now and keep polling the registry (per process: call it in each gunicorn worker)."""
+    store: ModelStore = app.extensions["model_store"]
+    settings: ServingSettings = app.extensions["settings"]
+    store.refresh()
+    app.extensions["publish_model_info"]()
+    store.start_polling(settings.reload_interval_s)

@@ -1,0 +1,71 @@
+"""Prometheus metrics: request latency by endpoint and status (prometheus-flask-exporter) plus the gateway's own.
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set before the app is imported and every worker writes its samples to
+files there; /metrics aggregates them. Label values are bounded: endpoints, variants, versions, aliases, outcomes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from flask import Flask
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_flask_exporter import PrometheusMetrics
+
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
+
+
+@dataclass
+class GatewayMetrics:
+    exporter: PrometheusMetrics
+    predictions: Counter
+    probability: Histogram
+    cache: Counter
+    redis_errors: Counter
+    reloads: Counter
+    model_info: Gauge
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def create_metrics(app: Flask) -> GatewayMetrics:
+    # A registry per app keeps test apps independent; in multiprocess mode samples live in files anyway.
+    registry = CollectorRegistry(auto_describe=True)
+    if multiprocess_mode():
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, group_by="endpoint", registry=registry)
+    else:
+        exporter = PrometheusMetrics(app, group_by="endpoint", registry=registry)
+    gauge_mode = {"multiprocess_mode": "liveall"} if multiprocess_mode() else {}
+    # In multiprocess mode samples go to files that the exporter's MultiProcessCollector reads; registering the
+    # metrics as well would report them twice.
+    own = None if multiprocess_mode() else registry
+    return GatewayMetrics(
+        exporter=exporter,
+        predictions=Counter("gateway_predictions_total", "Rows scored", ["variant", "model_version"], registry=own),
+        probability=Histogram(
+            "gateway_probability_of_default",
+            "Predicted probability of default",
+            ["variant"],
+            buckets=PROBABILITY_BUCKETS,
+            registry=own,
+        ),
+        cache=Counter("gateway_cache_rows_total", "Cache lookups by result", ["result"], registry=own),
+        redis_errors=Counter(
+            "gateway_redis_errors_total", "Redis calls that failed or were skipped", ["operation"], registry=own
+        ),
+        reloads=Counter(
+            "gateway_model_reloads_total", "Model loads by alias and outcome", ["alias", "outcome"], registry=own
+        ),
+        model_info=Gauge(
+            "gateway_model_info",
+            "1 for each loaded alias/version",
+            ["alias", "version", "precision"],
+            registry=own,
+            **gauge_mode,
+        ),
+    )

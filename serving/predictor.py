@@ -1,0 +1,162 @@
+"""Scoring a request: validate against the served model's schema, route A/B, use the cache, log and count rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from serving.cache import PredictionCache, PredictionLog
+from serving.errors import ApiError
+from serving.metrics import GatewayMetrics
+from serving.model_store import LoadedModel, ModelStore
+from serving.router import VARIANT_A, VARIANT_B, ABRouter
+from serving.validation import ParsedBatch, RowsInvalidError, parse_rows
+
+VARIANT_ALIAS = {VARIANT_A: PRODUCTION_ALIAS, VARIANT_B: STAGING_ALIAS}
+
+
+@dataclass
+class Scored:
+    """What a request produced, for the response and the access log."""
+
+    probabilities: list[float]
+    variants: list[str]
+    models: dict[str, LoadedModel]  # variant -> model that served it
+    cache_hits: int = 0
+    log_fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse(
+    rows: Sequence[Any], model: LoadedModel, applicant_id: str | int | None, offset_map: list[int]
+) -> ParsedBatch:
+    try:
+        return parse_rows(list(rows), model.schema, None if applicant_id is None else str(applicant_id))
+    except RowsInvalidError as error:
+        details = [
+            {**e.as_dict(), "row": offset_map[e.row] if e.row is not None and e.row < len(offset_map) else e.row}
+            for e in error.errors
+        ]
+        raise ApiError(422, "invalid_rows", "some rows do not match the model's feature schema", details) from None
+
+
+def _subset(inputs: dict[str, np.ndarray], index: list[int]) -> dict[str, np.ndarray]:
+    return {name: column[index] for name, column in inputs.items()}
+
+
+class PredictionService:
+    def __init__(
+        self,
+        store: ModelStore,
+        router: ABRouter,
+        cache: PredictionCache,
+        prediction_log: PredictionLog,
+        metrics: GatewayMetrics,
+        max_batch_rows: int,
+    ):
+        self.store, self.router, self.cache, self.log = store, router, cache, prediction_log
+        self.metrics, self.max_batch_rows = metrics, max_batch_rows
+
+    def _model(self, alias: str) -> LoadedModel:
+        model = self.store.get(alias)
+        if model is None:
+            raise ApiError(503, "model_unavailable", f"no {alias} model is loaded")
+        return model
+
+    def _check_size(self, rows: Sequence[Any]) -> None:
+        if len(rows) > self.max_batch_rows:
+            raise ApiError(413, "batch_too_large", f"{len(rows)} rows; at most {self.max_batch_rows} per request")
+
+    def _score(self, model: LoadedModel, parsed: ParsedBatch, use_cache: bool) -> tuple[np.ndarray, int]:
+        if not use_cache:
+            return model.predict(parsed.inputs), 0
+        keys = [self.cache.key(model.name, model.version, row) for row in parsed.canonical_rows]
+        cached = self.cache.get_many(keys)
+        missing = [i for i, value in enumerate(cached) if value is None]
+        probabilities = np.array([np.nan if value is None else value for value in cached], dtype=np.float64)
+        if missing:
+            fresh = model.predict(_subset(parsed.inputs, missing))
+            probabilities[missing] = fresh
+            self.cache.set_many({keys[i]: float(p) for i, p in zip(missing, fresh, strict=True)})
+        hits = len(keys) - len(missing)
+        if hits:
+            self.metrics.cache.labels(result="hit").inc(hits)
+        if missing:
+            self.metrics.cache.labels(result="miss").inc(len(missing))
+        return probabilities, hits
+
+    def predict(self, rows: Sequence[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:
+        self._check_size(rows)
+        model = self._model(PRODUCTION_ALIAS)
+        parsed = _parse(rows, model, applicant_id, list(range(len(rows))))
+        probabilities, hits = self._score(model, parsed, use_cache)
+        variants = [VARIANT_A] * len(rows)
+        self._record(request_id, {VARIANT_A: model}, variants, [parsed], [list(range(len(rows)))], probabilities)
+        return Scored(probabilities.tolist(), variants, {VARIANT_A: model}, hits)
+
+    def predict_ab(
+        self, rows: Sequence[Any], applicant_id: str | int | None, forced: str | None, request_id: str
+    ) -> Scored:
+        self._check_size(rows)
+        production = self._model(PRODUCTION_ALIAS)
+        staging = self.store.get(STAGING_ALIAS)
+        if forced == VARIANT_B and staging is None:
+            raise ApiError(409, "no_staging_model", "variant B was requested but no staging model is loaded")
+        if forced is not None:
+            variants = [forced] * len(rows)
+        else:
+            ids = [row.get("applicant_id", applicant_id) if isinstance(row, dict) else applicant_id for row in rows]
+            variants = self.router.assign([None if i is None else str(i) for i in ids], staging is not None)
+        models = {VARIANT_A: production} | ({VARIANT_B: staging} if staging is not None else {})
+        probabilities = np.empty(len(rows), dtype=np.float64)
+        parsed_groups, index_groups, used = [], [], {}
+        for variant, model in models.items():
+            index = [i for i, v in enumerate(variants) if v == variant]
+            if not index:
+                continue
+            parsed = _parse([rows[i] for i in index], model, applicant_id, index)
+            probabilities[index] = model.predict(parsed.inputs)
+            parsed_groups.append(parsed)
+            index_groups.append(index)
+            used[variant] = model
+        self._record(request_id, used, variants, parsed_groups, index_groups, probabilities)
+        return Scored(probabilities.tolist(), variants, used)
+
+    def _record(
+        self,
+        request_id: str,
+        models: dict[str, LoadedModel],
+        variants: list[str],
+        parsed_groups: list[ParsedBatch],
+        index_groups: list[list[int]],
+        probabilities: np.ndarray,
+    ) -> None:
+        now = f"{time.time():.3f}"
+        records = []
+        for parsed, index in zip(parsed_groups, index_groups, strict=True):
+            variant = variants[index[0]]
+            model = models[variant]
+            values = probabilities[index]
+            self.metrics.predictions.labels(variant=variant, model_version=model.version).inc(len(index))
+            histogram = self.metrics.probability.labels(variant=variant)
+            for value in values:
+                histogram.observe(float(value))
+            for row, applicant, value in zip(parsed.canonical_rows, parsed.applicant_ids, values, strict=True):
+                records.append(
+                    {
+                        "ts": now,
+                        "request_id": request_id,
+                        "model": model.name,
+                        "version": model.version,
+                        "variant": variant,
+                        "probability": repr(float(value)),
+                        "applicant_id": applicant or "",
+                        "features": json.dumps(dict(zip(model.schema.features, row, strict=True))),
+                    }
+                )
+        self.log.append(records)
