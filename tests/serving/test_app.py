@@ -1,0 +1,300 @@
+"""The gateway through Flask's test client, with real registered ONNX models (MLflow server) and a real Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from registry.promotion import promote
+from registry.resolve import resolve
+from registry.settings import RegistrySettings
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions
+from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
+from serving.app import create_app, start_serving
+from serving.settings import ServingSettings
+from steps.main import main
+from steps.model import MLPParams
+from tests.serving.conftest import RedisProcess
+
+TOKEN = "test-admin-token-0123"
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    model_name: str
+    rows: pd.DataFrame  # real applicants, feature columns in model order
+
+
+@pytest.fixture(scope="module")
+def served(mlflow_server: str, small_csv: Path) -> Served:
+    """A registered model with production (fp32, v1) and staging (int8, v2), made by the pipeline's main."""
+    name = f"credit-serving-{uuid.uuid4().hex[:8]}"
+    from steps.settings import PipelineSettings
+
+    settings = PipelineSettings(tracking_uri=mlflow_server, experiment_name=f"{name}-runs", registered_model_name=name)
+    main(
+        small_csv,
+        params=MLPParams(hidden_layers=(16,), max_epochs=40, patience=5),
+        cv_folds=0,
+        batch_sizes=[1],
+        benchmark_repeats=20,
+        settings=settings,
+    )
+    rows = pd.read_csv(small_csv).drop(columns=["Status"]).head(50)
+    return Served(mlflow_server, name, rows)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(served: Served, redis_url: RedisProcess, tmp_path: Path):
+    settings = ServingSettings(
+        tracking_uri=served.url,
+        model_name=served.model_name,
+        redis_url=redis_url.url,
+        reload_interval_s=0,
+        admin_token=TOKEN,
+        model_cache_dir=str(tmp_path / "models"),
+        max_batch_rows=100,
+        max_body_bytes=64 * 1024,
+    )
+    application = create_app(settings)
+    yield application
+    application.extensions["model_store"].stop_polling()
+
+
+@pytest.fixture
+def client(app):
+    start_serving(app)
+    return app.test_client()
+
+
+def rows_as_values(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return [{"values": [None if pd.isna(v) else v for v in row]} for row in frame.itertuples(index=False)]
+
+
+def reload(client) -> dict[str, object]:
+    response = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_health_and_readiness(app) -> None:
+    client = app.test_client()
+    assert client.get("/health").json == {"status": "ok"}
+    not_ready = client.get("/ready")
+    assert not_ready.status_code == 503 and not_ready.json["error"]["code"] == "not_ready"
+    start_serving(app)
+    assert client.get("/ready").json == {"status": "ready", "production_version": "1", "staging_version": "2"}
+
+
+def test_predictions_match_the_registered_onnx_model(client, served: Served) -> None:
+    frame = served.rows.head(10)
+    response = client.post("/predict", json={"batch": rows_as_values(frame)})
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["model"] == {"name": served.model_name, "version": "1", "alias": PRODUCTION_ALIAS}
+    resolved = resolve("1", RegistrySettings(tracking_uri=served.url, model_name=served.model_name))
+    schema = resolved.feature_schema
+    normalized = frame.assign(**{c: frame[c].fillna("") for c in schema.categorical})
+    expected = predict_default_probability(inference_session(resolved.onnx_path), onnx_inputs(normalized, schema))
+    np.testing.assert_allclose(body["probabilities"], expected, atol=1e-6)
+    assert response.headers["X-Request-ID"] == body["request_id"]
+
+
+def test_rows_by_feature_name_give_the_same_answer(client, served: Served) -> None:
+    frame = served.rows.head(3)
+    by_name = [
+        {"features": {k: (None if pd.isna(v) else v) for k, v in row.items()}} for row in frame.to_dict("records")
+    ]
+    a = client.post("/predict", json={"batch": rows_as_values(frame)}).json["probabilities"]
+    b = client.post("/predict", json={"batch": by_name}).json["probabilities"]
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ({"values": [1, 2]}, "values", "expected 13 values in feature order, got 2"),
+        ({"features": {"Age": 30}}, "Seniority", "missing feature (send null for a missing value)"),
+        ({"values": [True] + [None] * 12}, "Seniority", "expected a number, got a boolean"),
+        ({"values": [None, {"a": 1}] + [None] * 11}, "Home", "expected a string, got dict"),
+        ({"values": ["ten"] + [None] * 12}, "Seniority", "expected a number, got str"),
+        ({"values": [None] * 13, "colour": "red"}, "colour", "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_rows_get_422_naming_row_and_field(client, served: Served, row, field, message) -> None:
+    good = rows_as_values(served.rows.head(1))[0]
+    response = client.post("/predict", json={"batch": [good, row]})
+    assert response.status_code == 422
+    details = response.json["error"]["details"]
+    assert {"row": 1, "field": field, "message": message} in details
+
+
+def test_infinity_is_refused(client) -> None:
+    body = '{"batch": [{"values": [Infinity, null, null, null, null, null, null, null, null, null, null, null, null]}]}'
+    response = client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code == 422
+    assert response.json["error"]["details"][0] == {"row": 0, "field": "Seniority", "message": "must be finite"}
+
+
+def test_nulls_are_missing_values_not_errors(client) -> None:
+    response = client.post("/predict", json={"batch": [{"values": [None] * 13}]})
+    assert response.status_code == 200 and 0 < response.json["probabilities"][0] < 1
+
+
+def test_empty_batch_oversized_batch_and_oversized_body(client, served: Served) -> None:
+    assert client.post("/predict", json={"batch": []}).status_code == 422
+    too_many = rows_as_values(served.rows.head(1)) * 101
+    response = client.post("/predict", json={"batch": too_many})
+    assert response.status_code == 413 and response.json["error"]["code"] == "batch_too_large"
+    huge = json.dumps({"batch": rows_as_values(served.rows.head(1)), "padding": "x" * 70_000})
+    response = client.post("/predict", data=huge, content_type="application/json")
+    assert response.status_code == 413 and set(response.json) == {"error"}
+
+
+def test_unknown_paths_and_methods_use_the_error_shape(client) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.json["error"]["status"] == 404
+    wrong = client.get("/predict")
+    assert wrong.status_code == 405 and wrong.json["error"]["code"] == "method_not_allowed"
+
+
+def test_second_call_is_served_from_the_cache_and_promotion_misses_it(client, served: Served) -> None:
+    batch = {"batch": rows_as_values(served.rows.head(5))}
+    first = client.post("/predict_cached", json=batch).json
+    second = client.post("/predict_cached", json=batch).json
+    assert (first["cached"], first["cache_hits"]) == (False, 0)
+    assert (second["cached"], second["cache_hits"]) == (True, 5)
+    assert second["probabilities"] == pytest.approx(first["probabilities"], abs=1e-12)
+    settings = RegistrySettings(tracking_uri=served.url, model_name=served.model_name)
+    promote("2", force=True, reason="cache test", settings=settings)
+    try:
+        reload(client)
+        after = client.post("/predict_cached", json=batch).json
+        assert after["model"]["version"] == "2" and after["cached"] is False
+    finally:
+        promote("1", force=True, reason="cache test: back", settings=settings)
+        # Promoting version 2 retired its staging alias; give it back for the other tests.
+        MlflowClient(served.url).set_registered_model_alias(served.model_name, STAGING_ALIAS, "2")
+        reload(client)
+
+
+def test_redis_going_away_still_gives_200s(client, served: Served, redis_url: RedisProcess) -> None:
+    batch = {"batch": rows_as_values(served.rows.head(2))}
+    assert client.post("/predict_cached", json=batch).status_code == 200
+    redis_url.stop()
+    for _ in range(5):
+        response = client.post("/predict_cached", json=batch)
+        assert response.status_code == 200 and response.json["cached"] is False
+    metrics = client.get("/metrics").data.decode()
+    errors = [line for line in metrics.splitlines() if line.startswith("gateway_redis_errors_total{")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) >= 5
+
+
+def test_ab_forced_sticky_and_without_staging(client, served: Served) -> None:
+    batch = rows_as_values(served.rows.head(1))
+    forced = client.post("/predict_ab", json={"batch": batch, "variant": "B"}).json
+    assert forced["variant"] == "B" and forced["versions"] == ["2"] and forced["staging_available"] is True
+    with_ids = [dict(batch[0], applicant_id=f"applicant-{i}") for i in range(60)]
+    first = client.post("/predict_ab", json={"batch": with_ids}).json
+    again = client.post("/predict_ab", json={"batch": with_ids}).json
+    assert first["variants"] == again["variants"]
+    assert {first["versions"][i] for i, v in enumerate(first["variants"]) if v == "B"} <= {"2"}
+    MlflowClient(served.url).delete_registered_model_alias(served.model_name, STAGING_ALIAS)
+    try:
+        reload(client)
+        alone = client.post("/predict_ab", json={"batch": with_ids}).json
+        assert set(alone["variants"]) == {"A"} and alone["staging_available"] is False
+        refused = client.post("/predict_ab", json={"batch": batch, "variant": "B"})
+        assert refused.status_code == 409 and refused.json["error"]["code"] == "no_staging_model"
+    finally:
+        MlflowClient(served.url).set_registered_model_alias(served.model_name, STAGING_ALIAS, "2")
+        reload(client)
+
+
+def test_models_lists_versions_and_schema(client, served: Served) -> None:
+    models = client.get("/models").json
+    assert set(models) == {PRODUCTION_ALIAS, STAGING_ALIAS}
+    assert models[PRODUCTION_ALIAS]["version"] == "1" and models[STAGING_ALIAS]["precision"] == "int8"
+    assert models[PRODUCTION_ALIAS]["feature_schema"]["features"] == list(served.rows.columns)
+
+
+def test_reload_needs_the_bearer_token(client) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    wrong = client.post("/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json["error"]["code"] == "forbidden"
+
+
+def test_a_corrupt_new_version_is_refused_while_the_old_one_keeps_serving(
+    client, served: Served, tmp_path: Path
+) -> None:
+    good = MlflowClient(served.url).get_model_version(served.model_name, "1")
+    local = Path(mlflow.artifacts.download_artifacts(good.source, dst_path=str(tmp_path / "copy")))
+    (local / "model.onnx").write_bytes(b"this is not an onnx graph")
+    mlflow.set_experiment(f"{served.model_name}-corrupt")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(local), "corrupt_model")
+    (corrupt,) = register_versions(served.model_name, [VersionSpec(f"runs:/{run.info.run_id}/corrupt_model", {})])
+    MlflowClient(served.url).set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, corrupt.version)
+    try:
+        report = reload(client)
+        assert PRODUCTION_ALIAS in report["failed"]
+        assert client.get("/ready").json["production_version"] == "1"
+        response = client.post("/predict", json={"batch": rows_as_values(served.rows.head(1))})
+        assert response.status_code == 200 and response.json["model"]["version"] == "1"
+        metrics = client.get("/metrics").data.decode()
+        assert 'gateway_model_reloads_total{alias="production",outcome="failed"} 1.0' in metrics
+    finally:
+        MlflowClient(served.url).set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, "1")
+
+
+def test_an_unreachable_registry_never_stops_serving(client, app, served: Served) -> None:
+    store = app.extensions["model_store"]
+    reachable = store.registry_settings
+    store.registry_settings = reachable.model_copy(update={"tracking_uri": "http://127.0.0.1:9"})
+    try:
+        report = store.refresh()
+        assert set(report.failed) == {PRODUCTION_ALIAS, STAGING_ALIAS}
+        assert client.post("/predict", json={"batch": [{"values": [None] * 13}]}).status_code == 200
+        assert client.get("/ready").status_code == 200
+    finally:
+        store.registry_settings = reachable
+
+
+def test_openapi_and_offline_docs(client) -> None:
+    spec = client.get("/openapi.json").json
+    assert {"/predict", "/predict_cached", "/predict_ab", "/health", "/ready", "/models", "/admin/reload"} <= set(
+        spec["paths"]
+    )
+    assert client.get("/docs").headers["Location"].endswith("/swagger")
+    for page in ("/swagger", "/redoc"):
+        html = client.get(page).data.decode()
+        assert "unpkg.com" not in html and "cdn." not in html
+        scripts = [part.split('"')[0] for part in html.split('src="')[1:]]
+        assert scripts and all(client.get(src).status_code == 200 for src in scripts if src.startswith("/"))
+
+
+def test_metrics_count_predictions_by_variant_and_version(client, served: Served) -> None:
+    client.post("/predict", json={"batch": rows_as_values(served.rows.head(4))})
+    metrics = client.get("/metrics").data.decode()
+    assert 'gateway_predictions_total{model_version="1",variant="A"}' in metrics
+    assert 'gateway_model_info{alias="production",precision="fp32",version="1"} 1.0' in metrics
+    assert "flask_http_request_duration_seconds_bucket" in metrics
+    assert "applicant" not in metrics
