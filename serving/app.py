@@ -92,6 +92,12 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.started = time.perf_counter()
         g.log_fields = {}
+        if request.method == "POST":
+            # Read (and cache) the body here so an oversized one is a 413, not a JSON error. A declared length is
+            # checked by Werkzeug; a chunked body is cut at the limit without an error, so reaching it means too big.
+            body = request.get_data(cache=True)
+            if request.content_length is None and len(body) >= settings.max_body_bytes:
+                raise ApiError(413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes")
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import redis
 
 from scripts.tracking_server import free_port
+from steps.main import main
+from steps.model import MLPParams
+from steps.settings import PipelineSettings
 
 
 class RedisProcess:
@@ -54,3 +60,27 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    model_name: str
+    rows: pd.DataFrame  # real applicants, feature columns in model order
+
+
+@pytest.fixture(scope="session")
+def served(mlflow_server: str, small_csv: Path) -> Served:
+    """A registered model with production (fp32, v1) and staging (int8, v2), made by the pipeline's main."""
+    name = f"credit-serving-{uuid.uuid4().hex[:8]}"
+    settings = PipelineSettings(tracking_uri=mlflow_server, experiment_name=f"{name}-runs", registered_model_name=name)
+    main(
+        small_csv,
+        params=MLPParams(hidden_layers=(16,), max_epochs=40, patience=5),
+        cv_folds=0,
+        batch_sizes=[1],
+        benchmark_repeats=20,
+        settings=settings,
+    )
+    rows = pd.read_csv(small_csv).drop(columns=["Status"]).head(50)
+    return Served(mlflow_server, name, rows)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -21,37 +19,9 @@ from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, regi
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from serving.app import create_app, start_serving
 from serving.settings import ServingSettings
-from steps.main import main
-from steps.model import MLPParams
-from tests.serving.conftest import RedisProcess
+from tests.serving.conftest import RedisProcess, Served
 
 TOKEN = "test-admin-token-0123"
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    model_name: str
-    rows: pd.DataFrame  # real applicants, feature columns in model order
-
-
-@pytest.fixture(scope="module")
-def served(mlflow_server: str, small_csv: Path) -> Served:
-    """A registered model with production (fp32, v1) and staging (int8, v2), made by the pipeline's main."""
-    name = f"credit-serving-{uuid.uuid4().hex[:8]}"
-    from steps.settings import PipelineSettings
-
-    settings = PipelineSettings(tracking_uri=mlflow_server, experiment_name=f"{name}-runs", registered_model_name=name)
-    main(
-        small_csv,
-        params=MLPParams(hidden_layers=(16,), max_epochs=40, patience=5),
-        cv_folds=0,
-        batch_sizes=[1],
-        benchmark_repeats=20,
-        settings=settings,
-    )
-    rows = pd.read_csv(small_csv).drop(columns=["Status"]).head(50)
-    return Served(mlflow_server, name, rows)
 
 
 @pytest.fixture

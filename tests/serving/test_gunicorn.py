@@ -1,0 +1,171 @@
+"""The gateway as users run it: a real gunicorn process with 2 workers, real Redis, real MLflow registry."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from registry.promotion import promote
+from registry.settings import RegistrySettings
+from registry.versions import STAGING_ALIAS
+from scripts.tracking_server import free_port
+from tests.serving.conftest import RedisProcess, Served
+
+pytestmark = pytest.mark.integration
+
+ROW = {"values": [9, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.0, 0.0, 800, 846]}
+
+
+class Gateway:
+    def __init__(self, process: subprocess.Popen[str], url: str, log_path: Path):
+        self.process, self.url, self.log_path = process, url, log_path
+
+    def log_lines(self) -> list[dict[str, object]]:
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+
+@pytest.fixture
+def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
+    redis_server = RedisProcess(tmp_path)
+    redis_server.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": served.url,
+        "SERVING_MODEL_NAME": served.model_name,
+        "REDIS_URL": redis_server.url,
+        "SERVING_BIND": f"127.0.0.1:{port}",
+        "SERVING_WORKERS": "2",
+        "SERVING_RELOAD_INTERVAL_S": "0.5",
+        "SERVING_MODEL_CACHE_DIR": str(tmp_path / "models"),
+        "SERVING_MAX_BODY_BYTES": "65536",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass  # not listening yet, or workers still loading the models
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        time.sleep(0.25)
+    else:
+        process.kill()
+        pytest.fail(f"gateway not ready: {log_path.read_text()[-3000:]}")
+    yield Gateway(process, url, log_path)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    redis_server.stop()
+
+
+def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: Gateway, served: Served) -> None:
+    outcomes: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(f"{gateway.url}/predict", json={"batch": [ROW]}, timeout=10)
+                with lock:
+                    outcomes[str(response.status_code)] += 1
+                    if response.status_code == 200:
+                        versions[response.json()["model"]["version"]] += 1
+            except requests.RequestException as error:
+                with lock:
+                    outcomes[type(error).__name__] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    settings = RegistrySettings(tracking_uri=served.url, model_name=served.model_name)
+    try:
+        time.sleep(1.5)
+        promote("2", force=True, reason="reload under load", settings=settings)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and versions["2"] < 50:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+        promote("1", force=True, reason="reload under load: back", settings=settings)
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(served.url).set_registered_model_alias(served.model_name, STAGING_ALIAS, "2")
+    assert set(outcomes) == {"200"}, outcomes
+    assert outcomes["200"] > 200
+    assert versions["1"] > 0 and versions["2"] >= 50, versions
+
+
+def test_metrics_add_up_across_workers_and_logs_are_json(gateway: Gateway) -> None:
+    session = requests.Session()
+    for _ in range(40):
+        assert session.post(f"{gateway.url}/predict", json={"batch": [ROW, ROW]}, timeout=10).status_code == 200
+    metrics = session.get(f"{gateway.url}/metrics", timeout=10).text
+    predicted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("gateway_predictions_total{") and 'variant="A"' in line
+    )
+    assert predicted == 80
+    assert 'flask_http_request_duration_seconds_count{method="POST",status="200",endpoint="predict"}' in metrics or (
+        "flask_http_request_duration_seconds_count" in metrics
+    )
+    requests_logged = [line for line in gateway.log_lines() if line.get("message") == "request"]
+    predict_lines = [line for line in requests_logged if line["endpoint"] == "predict"]
+    assert len(predict_lines) >= 40
+    assert {"request_id", "status", "latency_ms", "rows", "version", "variant"} <= set(predict_lines[-1])
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    payload = json.dumps({"batch": [ROW] * 2000}).encode()
+    for start in range(0, len(payload), 8192):
+        chunk = payload[start : start + 8192]
+        try:
+            connection.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            break  # the server may answer and close before reading everything
+    else:
+        connection.send(b"0\r\n\r\n")
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["status"] == 413
+
+
+def test_sigterm_shuts_down_gracefully(gateway: Gateway) -> None:
+    gateway.process.send_signal(signal.SIGTERM)
+    assert gateway.process.wait(timeout=30) == 0
