@@ -5,7 +5,7 @@ PORT ?= 5000
 STATE ?= .mlflow
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help venv run test test-fast lint format server stop-server lock time-main clean
+.PHONY: help venv run test test-fast lint format server stop-server serve stop lock time-main clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -32,6 +32,14 @@ server: venv ## Start the local MLflow tracking server on $(PORT) (state in $(ST
 	python scripts/tracking_server.py start --root $(STATE) --port $(PORT)
 
 stop-server: venv ## Stop the server started by `make server` / `make run`
+	python scripts/tracking_server.py stop --root $(STATE)
+
+serve: venv ## Run the gateway in the foreground (gunicorn, 2 workers) against $$MLFLOW_TRACKING_URI and $$REDIS_URL
+	python -m serving
+
+stop: venv ## Stop what `make run` started: gateway, local Redis, tracking server
+	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid
+	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
 
 lock: venv ## Re-resolve requirements.lock from pyproject.toml

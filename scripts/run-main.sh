@@ -25,11 +25,25 @@ elapsed=$(( $(date +%s) - started ))
 echo
 python -m registry status
 
+# The gateway: a Redis (the machine's if one answers, else a local one), then gunicorn serving production/staging.
+redis_url=$(python scripts/local_redis.py ensure --url "${REDIS_URL:-redis://127.0.0.1:6379/0}" --state .redis)
+gateway_port=${SERVING_PORT:-8000}
+gateway="http://127.0.0.1:$gateway_port"
+mkdir -p .gateway
+if ! python -c "import requests, sys; sys.exit(requests.get('$gateway/health', timeout=2).status_code != 200)" 2>/dev/null; then
+    REDIS_URL=$redis_url SERVING_BIND=127.0.0.1:$gateway_port SERVING_RELOAD_INTERVAL_S=${SERVING_RELOAD_INTERVAL_S:-10} \
+        nohup python -m serving >.gateway/gateway.log 2>&1 &
+    echo $! >.gateway/gateway.pid
+fi
+python scripts/sample_requests.py --url "$gateway" --wait 90
+
 cat <<MSG
 
 Pipeline finished in ${elapsed} s.
   MLflow UI:          $MLFLOW_TRACKING_URI  (experiment "credit-scoring"; model "credit-scoring" under Models)
   Registry:           .venv/bin/python -m registry status | history | promote | rollback   (MLFLOW_TRACKING_URI as above)
   Run one step:       MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI .venv/bin/mlflow run . -e train --env-manager local -P prepare_run_id=<id>
-  Stop the server:    .venv/bin/python scripts/tracking_server.py stop --root $state
+  Gateway:            $gateway  (docs $gateway/docs, metrics $gateway/metrics; log .gateway/gateway.log)
+  Redis:              $redis_url
+  Stop everything:    make stop   (gateway, local Redis, tracking server)
 MSG

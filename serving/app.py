@@ -140,9 +140,10 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
             }
         )
 
-    @app.get("/models", tags=[OPERATIONS])
+    @app.get("/models", tags=[OPERATIONS], responses={200: schemas.ModelsResponse})
     def models() -> Response:
-        return jsonify({alias: model.describe() for alias, model in store.snapshot().items()})
+        loaded = store.snapshot()
+        return jsonify({alias: loaded[alias].describe() if alias in loaded else None for alias in ALIASES})
 
     @app.post(
         "/predict",

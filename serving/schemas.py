@@ -97,3 +97,26 @@ class ReloadResponse(BaseModel):
     unchanged: list[str]
     removed: list[str]
     failed: dict[str, str]
+
+
+class FeatureSchemaInfo(BaseModel):
+    features: list[str]
+    numeric: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]]
+
+
+class LoadedModelInfo(BaseModel):
+    alias: str
+    name: str
+    version: str
+    precision: str
+    loaded_at: str
+    warmup_ms: float
+    decision_threshold: float | None
+    feature_schema: FeatureSchemaInfo
+
+
+class ModelsResponse(BaseModel):
+    production: LoadedModelInfo | None
+    staging: LoadedModelInfo | None

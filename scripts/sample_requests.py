@@ -1,0 +1,76 @@
+"""Send a few real applicants from data/credit_data.csv to a running gateway and print what it answers.
+
+    python scripts/sample_requests.py --url http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "credit_data.csv"
+
+
+def applicants(count: int) -> list[dict[str, object]]:
+    rows = []
+    with DATA.open() as handle:
+        for index, record in enumerate(csv.DictReader(handle)):
+            if index >= count:
+                break
+            record.pop("Status")
+            features: dict[str, object] = {}
+            for name, text in record.items():
+                if text == "":
+                    features[name] = None
+                else:
+                    try:
+                        features[name] = float(text)
+                    except ValueError:
+                        features[name] = text
+            rows.append({"features": features, "applicant_id": f"sample-{index}"})
+    return rows
+
+
+def show(title: str, response: requests.Response) -> None:
+    print(f"\n{title}: HTTP {response.status_code}")
+    print(json.dumps(response.json(), indent=2)[:1200])
+
+
+def wait_until_ready(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"error: the gateway at {url} is not ready after {seconds:.0f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--wait", type=float, default=0, help="first wait up to this many seconds for /ready")
+    arguments = parser.parse_args()
+    if arguments.wait:
+        wait_until_ready(arguments.url, arguments.wait)
+    batch = {"batch": applicants(3)}
+    session = requests.Session()
+    show("POST /predict (3 applicants)", session.post(f"{arguments.url}/predict", json=batch, timeout=10))
+    session.post(f"{arguments.url}/predict_cached", json=batch, timeout=10)
+    show("POST /predict_cached (second call)", session.post(f"{arguments.url}/predict_cached", json=batch, timeout=10))
+    show("POST /predict_ab", session.post(f"{arguments.url}/predict_ab", json=batch, timeout=10))
+    bad = {"batch": [{"features": {"Age": "thirty"}}]}
+    show("POST /predict with a bad row", session.post(f"{arguments.url}/predict", json=bad, timeout=10))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
