@@ -1,6 +1,6 @@
 """Send a few real applicants from data/credit_data.csv to a running gateway and print what it answers.
 
-    python scripts/sample_requests.py --url http://127.0.0.1:8000
+python scripts/sample_requests.py --url http://127.0.0.1:8000
 """
 
 from __future__ import annotations
