@@ -19,7 +19,7 @@ from serving.cache import CircuitBreaker, PredictionCache, PredictionLog, RedisG
 from serving.errors import ApiError, register_error_handlers, validation_error_response
 from serving.metrics import create_metrics
 from serving.model_store import ALIASES, ModelStore
-from serving.predictor import PredictionService
+from serving.predictor import PredictionService, Scored
 from serving.router import ABRouter
 from serving.settings import ServingSettings
 
@@ -121,6 +121,14 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     def model_ref(model: Any) -> dict[str, str]:
         return {"name": model.name, "version": model.version, "alias": model.alias}
 
+    def score_with_production(use_cache: bool) -> tuple[Scored, dict[str, Any]]:
+        """The body of /predict and /predict_cached (the request body was checked against its model already)."""
+        raw = body_json()
+        scored = service.predict(raw["batch"], raw.get("applicant_id"), g.request_id, use_cache=use_cache)
+        model = scored.models["A"]
+        g.log_fields = {"variant": "A", "version": model.version, "rows": len(scored.probabilities)}
+        return scored, {"request_id": g.request_id, "model": model_ref(model), "probabilities": scored.probabilities}
+
     @app.get("/health", tags=[OPERATIONS], responses={200: schemas.HealthResponse})
     def health() -> Response:
         return jsonify({"status": "ok"})
@@ -152,11 +160,8 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         summary="Score with production",
     )
     def predict(body: schemas.PredictRequest) -> Response:
-        raw = body_json()
-        scored = service.predict(raw["batch"], raw.get("applicant_id"), g.request_id, use_cache=False)
-        model = scored.models["A"]
-        g.log_fields = {"variant": "A", "version": model.version, "rows": len(scored.probabilities)}
-        return jsonify({"request_id": g.request_id, "model": model_ref(model), "probabilities": scored.probabilities})
+        _, answer = score_with_production(use_cache=False)
+        return jsonify(answer)
 
     @app.post(
         "/predict_cached",
@@ -165,19 +170,10 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         summary="Score with production through the Redis cache",
     )
     def predict_cached(body: schemas.PredictRequest) -> Response:
-        raw = body_json()
-        scored = service.predict(raw["batch"], raw.get("applicant_id"), g.request_id, use_cache=True)
-        model = scored.models["A"]
-        rows = len(scored.probabilities)
-        g.log_fields = {"variant": "A", "version": model.version, "rows": rows, "cache_hits": scored.cache_hits}
+        scored, answer = score_with_production(use_cache=True)
+        g.log_fields["cache_hits"] = scored.cache_hits
         return jsonify(
-            {
-                "request_id": g.request_id,
-                "model": model_ref(model),
-                "probabilities": scored.probabilities,
-                "cached": scored.cache_hits == rows,
-                "cache_hits": scored.cache_hits,
-            }
+            {**answer, "cached": scored.cache_hits == len(scored.probabilities), "cache_hits": scored.cache_hits}
         )
 
     @app.post(
