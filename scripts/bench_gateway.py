@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from registry.resolve import load_version  # noqa: E402
 from registry.settings import RegistrySettings  # noqa: E402
-from scripts.tracking_server import free_port  # noqa: E402
+from scripts.tracking_server import free_port, stop_group  # noqa: E402
 
 LUA = """
 wrk.method = "POST"
@@ -116,8 +116,8 @@ def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -
             raise SystemExit(f"error: {ready_url} not ready; see {log}")
         yield
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(30)
+        stop_group(process.pid, timeout=30)
+        process.wait(10)
 
 
 def main() -> int:

@@ -35,8 +35,12 @@ def is_healthy(url: str) -> bool:
         return False
 
 
-def start(root: Path, port: int, detach: bool = False, backend_uri: str | None = None) -> subprocess.Popen[bytes]:
-    """Launch `mlflow server` with its state under `root`; returns at once (see `wait_until_healthy`)."""
+def start(root: Path, port: int, backend_uri: str | None = None) -> subprocess.Popen[bytes]:
+    """Launch `mlflow server` with its state under `root`; returns at once (see `wait_until_healthy`).
+
+    The server runs in a session of its own: it spawns uvicorn, a job runner and queue consumers, and `stop` has to
+    reach them all through the process group.
+    """
     root = root.resolve()
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
     executable = Path(sys.executable).parent / "mlflow"
@@ -58,7 +62,7 @@ def start(root: Path, port: int, detach: bool = False, backend_uri: str | None =
     # `mlflow server` starts uvicorn by name: the interpreter's bin folder must be on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     log = (root / "server.log").open("ab")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=detach, cwd=root)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=root)
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90.0) -> None:
@@ -73,14 +77,35 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
     raise RuntimeError(f"MLflow server at {url} not healthy after {timeout:.0f} s; see {log_path}")
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+def stop_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the server's process group; SIGKILL it if it is still there after `timeout` s.
+
+    MLflow's queue consumers can take far longer than that to act on SIGTERM.
+    """
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    stop_group(process.pid, timeout)
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _start_command(root: Path, port: int) -> int:
@@ -88,7 +113,7 @@ def _start_command(root: Path, port: int) -> int:
     if is_healthy(url):
         print(f"MLflow tracking server already running at {url}")
         return 0
-    process = start(root, port, detach=True)
+    process = start(root, port)
     (root / "server.pid").write_text(str(process.pid))
     try:
         wait_until_healthy(url, process, root / "server.log")
@@ -106,11 +131,8 @@ def _stop_command(root: Path) -> int:
         print(f"no server.pid in {root}: nothing to stop")
         return 0
     pid = int(pid_file.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        print(f"stopped MLflow tracking server (pid {pid})")
-    except ProcessLookupError:
-        print(f"MLflow tracking server (pid {pid}) was not running")
+    stop_group(pid)
+    print(f"stopped MLflow tracking server (pid {pid})")
     pid_file.unlink()
     return 0
 

@@ -20,7 +20,7 @@ import requests
 from registry.promotion import promote
 from registry.settings import RegistrySettings
 from registry.versions import STAGING_ALIAS
-from scripts.tracking_server import free_port
+from scripts.tracking_server import free_port, stop_group
 from tests.serving.conftest import RedisProcess, Served
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,12 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
     log_path = tmp_path / "gateway.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", "serving"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -76,9 +81,9 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
         process.kill()
         pytest.fail(f"gateway not ready: {log_path.read_text()[-3000:]}")
     yield Gateway(process, url, log_path)
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    # The whole group: SIGKILL to the master alone would orphan its workers.
+    stop_group(process.pid, timeout=30)
+    process.wait(10)
     redis_server.stop()
 
 
