@@ -67,8 +67,9 @@ def main() -> int:
     session.post(f"{arguments.url}/predict_cached", json=batch, timeout=10)
     show("POST /predict_cached (second call)", session.post(f"{arguments.url}/predict_cached", json=batch, timeout=10))
     show("POST /predict_ab", session.post(f"{arguments.url}/predict_ab", json=batch, timeout=10))
-    bad = {"batch": [{"features": {"Age": "thirty"}}]}
-    show("POST /predict with a bad row", session.post(f"{arguments.url}/predict", json=bad, timeout=10))
+    typo = dict(batch["batch"][0]["features"], Age="thirty")
+    bad = {"batch": [batch["batch"][0], {"features": typo}]}
+    show("POST /predict with a bad second row", session.post(f"{arguments.url}/predict", json=bad, timeout=10))
     return 0
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from mlflow.tracking import MlflowClient
 
-from registry.resolve import ResolvedModel, load_version, version_for_alias
+from registry.resolve import ResolvedModel, load_version, require_model, version_for_alias
 from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import inference_session, predict_default_probability
@@ -112,9 +112,11 @@ class ModelStore:
             settings = self.registry_settings
             try:
                 client = MlflowClient(settings.tracking_uri)
+                # A missing registered model is treated like an unreachable registry: keep serving what is loaded.
+                require_model(client, settings.model_name)
                 wanted = {alias: version_for_alias(client, settings.model_name, alias) for alias in ALIASES}
             except Exception as error:  # noqa: BLE001 - an unreachable registry must never stop serving
-                self.last_error = f"registry unreachable: {type(error).__name__}: {str(error)[:200]}"
+                self.last_error = f"registry not usable: {type(error).__name__}: {str(error)[:200]}"
                 logger.warning("model refresh skipped: %s", self.last_error)
                 report.failed = {alias: self.last_error for alias in ALIASES}
                 return report

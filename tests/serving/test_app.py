@@ -248,6 +248,18 @@ def test_an_unreachable_registry_never_stops_serving(client, app, served: Served
         store.registry_settings = reachable
 
 
+def test_a_vanished_registered_model_does_not_unload_what_is_served(client, app) -> None:
+    store = app.extensions["model_store"]
+    original = store.registry_settings
+    store.registry_settings = original.model_copy(update={"model_name": "renamed-by-someone"})
+    try:
+        report = store.refresh()
+        assert set(report.failed) == {PRODUCTION_ALIAS, STAGING_ALIAS} and not report.removed
+        assert client.get("/ready").json["production_version"] == "1"
+    finally:
+        store.registry_settings = original
+
+
 def test_openapi_and_offline_docs(client) -> None:
     spec = client.get("/openapi.json").json
     assert {"/predict", "/predict_cached", "/predict_ab", "/health", "/ready", "/models", "/admin/reload"} <= set(
