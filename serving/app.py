@@ -18,7 +18,7 @@ from serving import schemas
 from serving.cache import CircuitBreaker, PredictionCache, PredictionLog, RedisGateway
 from serving.errors import ApiError, register_error_handlers, validation_error_response
 from serving.metrics import create_metrics
-from serving.model_store import ALIASES, ModelStore
+from serving.model_store import ALIASES, LoadedModel, ModelStore, RefreshReport
 from serving.predictor import PredictionService, Scored
 from serving.router import ABRouter
 from serving.settings import ServingSettings
@@ -54,12 +54,18 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         **({"cache_dir": settings.model_cache_dir} if settings.model_cache_dir else {}),
     )
     metrics = create_metrics(app)
-    store = store or ModelStore(
-        registry_settings,
-        on_reload=lambda alias, version, ok: metrics.reloads.labels(
-            alias=alias, outcome="ok" if ok else "failed"
-        ).inc(),
-    )
+    store = store or ModelStore(registry_settings)
+
+    def publish_reload(report: RefreshReport, served: dict[str, LoadedModel]) -> None:
+        for entry in report.loaded:
+            metrics.reloads.labels(alias=entry.split("=")[0], outcome="ok").inc()
+        for alias in report.failed:
+            metrics.reloads.labels(alias=alias, outcome="failed").inc()
+        metrics.model_info.clear()
+        for alias, model in served.items():
+            metrics.model_info.labels(alias=alias, version=model.version, precision=model.precision).set(1)
+
+    store.listeners.append(publish_reload)
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
@@ -81,11 +87,6 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     app.extensions.update(
         {"settings": settings, "model_store": store, "prediction_service": service, "gateway_metrics": metrics}
     )
-
-    def publish_model_info() -> None:
-        metrics.model_info.clear()
-        for alias, model in store.snapshot().items():
-            metrics.model_info.labels(alias=alias, version=model.version, precision=model.precision).set(1)
 
     @app.before_request
     def _start() -> None:
@@ -215,7 +216,6 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         if not expected or not hmac.compare_digest(header.removeprefix("Bearer ").encode(), expected.encode()):
             raise ApiError(403, "forbidden", "invalid token")
         report = store.refresh()
-        publish_model_info()
         return jsonify(
             {"loaded": report.loaded, "unchanged": report.unchanged, "removed": report.removed, "failed": report.failed}
         )
@@ -224,7 +224,6 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     def docs() -> Response:
         return redirect("/swagger")
 
-    app.extensions["publish_model_info"] = publish_model_info
     logger.debug("gateway created for %s (aliases %s)", settings.model_name, ", ".join(ALIASES))
     return app
 
@@ -234,5 +233,4 @@ def start_serving(app: OpenAPI) -> None:
     store: ModelStore = app.extensions["model_store"]
     settings: ServingSettings = app.extensions["settings"]
     store.refresh()
-    app.extensions["publish_model_info"]()
     store.start_polling(settings.reload_interval_s)

@@ -86,15 +86,12 @@ def warm_up(resolved: ResolvedModel, session: ort.InferenceSession) -> float:
 
 
 class ModelStore:
-    def __init__(
-        self,
-        registry_settings: RegistrySettings,
-        on_reload: Callable[[str, str, bool], None] = lambda alias, version, ok: None,
-    ):
+    def __init__(self, registry_settings: RegistrySettings):
         self.registry_settings = registry_settings
         self._models: dict[str, LoadedModel] = {}
         self._refresh_lock = threading.Lock()
-        self._on_reload = on_reload
+        # Called after every refresh (poller, /admin/reload or start-up) with its report and the models now served.
+        self.listeners: list[Callable[[RefreshReport, dict[str, LoadedModel]], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -119,6 +116,7 @@ class ModelStore:
                 self.last_error = f"registry not usable: {type(error).__name__}: {str(error)[:200]}"
                 logger.warning("model refresh skipped: %s", self.last_error)
                 report.failed = {alias: self.last_error for alias in ALIASES}
+                self._notify(report)
                 return report
             updated = dict(self._models)
             for alias, version in wanted.items():
@@ -134,17 +132,23 @@ class ModelStore:
                 try:
                     updated[alias] = self._load(client, alias, version.version)
                     report.loaded.append(f"{alias}={version.version}")
-                    self._on_reload(alias, version.version, True)
                 except Exception as error:  # noqa: BLE001 - a bad version must leave the old one serving
                     reason = f"{type(error).__name__}: {str(error)[:300]}"
                     report.failed[alias] = reason
                     self.last_error = f"{alias} version {version.version}: {reason}"
-                    self._on_reload(alias, version.version, False)
                     logger.error("could not load %s version %s: %s", alias, version.version, reason)
             self._models = updated  # one assignment: readers see the old or the new snapshot, never a mix
+            self._notify(report)
         if report.loaded or report.removed:
             logger.info("models refreshed: loaded %s, removed %s", report.loaded, report.removed)
         return report
+
+    def _notify(self, report: RefreshReport) -> None:
+        for listener in self.listeners:
+            try:
+                listener(report, self._models)
+            except Exception:  # noqa: BLE001 - a metrics hiccup must not break reloading
+                logger.exception("model store listener failed")
 
     def _load(self, client: MlflowClient, alias: str, version: str) -> LoadedModel:
         resolved = load_version(client, self.registry_settings.model_name, version, self.registry_settings)

@@ -260,6 +260,18 @@ def test_a_vanished_registered_model_does_not_unload_what_is_served(client, app)
         store.registry_settings = original
 
 
+def test_a_refresh_by_the_poller_updates_the_model_info_metric(client, app, served: Served) -> None:
+    MlflowClient(served.url).set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, "2")
+    try:
+        app.extensions["model_store"].refresh()  # what the background poller calls
+        metrics = client.get("/metrics").data.decode()
+        assert 'gateway_model_info{alias="production",precision="int8",version="2"} 1.0' in metrics
+        assert 'gateway_model_info{alias="production",precision="fp32",version="1"}' not in metrics
+        assert 'gateway_model_reloads_total{alias="production",outcome="ok"} 2.0' in metrics
+    finally:
+        MlflowClient(served.url).set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, "1")
+
+
 def test_openapi_and_offline_docs(client) -> None:
     spec = client.get("/openapi.json").json
     assert {"/predict", "/predict_cached", "/predict_ab", "/health", "/ready", "/models", "/admin/reload"} <= set(
