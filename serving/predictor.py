@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,6 @@ class Scored:
     variants: list[str]
     models: dict[str, LoadedModel]  # variant -> model that served it
     cache_hits: int = 0
-    log_fields: dict[str, Any] = field(default_factory=dict)
 
 
 def _parse(

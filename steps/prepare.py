@@ -21,7 +21,7 @@ from steps import data, plots
 from steps.cli import run_step_cli
 from steps.data import Splits
 from steps.settings import PipelineSettings
-from steps.tracking import download_artifacts, log_params, step_run
+from steps.tracking import log_params, step_run
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +132,16 @@ def _log_splits(splits: Splits, schema: FeatureSchema, data_path: Path) -> None:
 def load_prepared(prepare_run_id: str) -> PreparedData:
     """Read the splits and schema that a `prepare` run published."""
     run = mlflow.get_run(prepare_run_id)
-    schema = FeatureSchema.from_json(download_artifacts(prepare_run_id, "schema/feature_schema.json").read_text())
-    folder = download_artifacts(prepare_run_id, "splits")
-    frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("train", "validation", "test")}
+    # Read into memory, so the downloaded copies need not outlive this call.
+    with tempfile.TemporaryDirectory(prefix="credit-prepared-") as folder:
+        schema_file = mlflow.artifacts.download_artifacts(
+            run_id=prepare_run_id, artifact_path="schema/feature_schema.json", dst_path=folder
+        )
+        schema = FeatureSchema.from_json(Path(schema_file).read_text())
+        splits = Path(
+            mlflow.artifacts.download_artifacts(run_id=prepare_run_id, artifact_path="splits", dst_path=folder)
+        )
+        frames = {name: pd.read_parquet(splits / f"{name}.parquet") for name in ("train", "validation", "test")}
     # Parquet keeps the dtypes, but normalising again guards against files written by other tools.
     normalised = {
         name: pd.concat([data.normalize_features(f, schema), f[[schema.target]]], axis=1) for name, f in frames.items()

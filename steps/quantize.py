@@ -7,6 +7,7 @@ decisions (at the train step's threshold) on which INT8 agrees with fp32. Speed 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 
 import click
@@ -39,8 +40,9 @@ class QuantizeResult:
 
 
 def load_onnx_model(model_uri: str) -> onnx.ModelProto:
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-    return onnx.load_model(f"{local}/model.onnx")
+    with tempfile.TemporaryDirectory(prefix="credit-onnx-") as folder:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        return onnx.load_model(f"{local}/model.onnx")
 
 
 def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSettings | None = None) -> QuantizeResult:

@@ -6,7 +6,6 @@ import functools
 import logging
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,9 +106,3 @@ def lineage(run_id: str, expected_step: str) -> dict[str, str]:
     found = {key: value for key, value in run.data.params.items() if key in LINEAGE_KEYS}
     found[f"{step}_run_id"] = run_id
     return found
-
-
-def download_artifacts(run_id: str, artifact_path: str) -> Path:
-    """Download a run's artifact (file or folder) into a fresh temporary folder and return its local path."""
-    destination = tempfile.mkdtemp(prefix=f"credit-{artifact_path.replace('/', '-')}-")
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=destination))
