@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 import redis
@@ -15,11 +15,14 @@ from flask_openapi3 import Info, OpenAPI, Tag
 from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from serving import schemas
-from serving.cache import CircuitBreaker, PredictionCache, PredictionLog, RedisGateway
+from serving.cache import PredictionCache
 from serving.errors import ApiError, register_error_handlers, validation_error_response
+from serving.fast_json import OrjsonProvider
 from serving.metrics import create_metrics
 from serving.model_store import ALIASES, LoadedModel, ModelStore, RefreshReport
+from serving.prediction_log import PredictionLog
 from serving.predictor import PredictionService, Scored
+from serving.redis_gateway import CircuitBreaker, RedisGateway
 from serving.router import ABRouter
 from serving.settings import ServingSettings
 
@@ -45,6 +48,7 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     )
     # Werkzeug enforces this on the bytes actually read, so a chunked body cannot slip past it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     register_error_handlers(app)
 
@@ -80,7 +84,13 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         store,
         ABRouter(settings.staging_share),
         PredictionCache(redis_gateway, settings.cache_prefix, settings.cache_ttl_s),
-        PredictionLog(redis_gateway, settings.prediction_stream, settings.prediction_stream_max_length),
+        PredictionLog(
+            redis_gateway,
+            settings.prediction_stream,
+            settings.prediction_stream_max_length,
+            flush_interval_s=settings.prediction_log_flush_s,
+            on_drop=metrics.log_dropped_rows.inc,
+        ),
         metrics,
         settings.max_batch_rows,
     )
@@ -90,7 +100,7 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
 
     @app.before_request
     def _start() -> None:
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.request_id = request.headers.get("X-Request-ID") or os.urandom(16).hex()
         g.started = time.perf_counter()
         g.log_fields = {}
         if request.method == "POST":

@@ -36,3 +36,11 @@ def child_exit(server, worker) -> None:  # noqa: ANN001
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001
+    # Runs in the worker after its last request (graceful SIGTERM included): send the queued prediction-log entries.
+    app = getattr(worker, "wsgi", None)
+    prediction_service = getattr(app, "extensions", {}).get("prediction_service")
+    if prediction_service is not None:
+        prediction_service.log.close()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
+SMALL_BATCH = 4  # up to this many values, plain observe() is cheaper than the bucket arithmetic
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
 
 
@@ -23,6 +25,7 @@ class GatewayMetrics:
     probability: Histogram
     cache: Counter
     redis_errors: Counter
+    log_dropped_rows: Counter
     reloads: Counter
     model_info: Gauge
 
@@ -58,6 +61,11 @@ def create_metrics(app: Flask) -> GatewayMetrics:
         redis_errors=Counter(
             "gateway_redis_errors_total", "Redis calls that failed or were skipped", ["operation"], registry=own
         ),
+        log_dropped_rows=Counter(
+            "gateway_prediction_log_dropped_rows_total",
+            "Scored rows the prediction log lost (Redis unavailable or its queue full)",
+            registry=own,
+        ),
         reloads=Counter(
             "gateway_model_reloads_total", "Model loads by alias and outcome", ["alias", "outcome"], registry=own
         ),
@@ -69,3 +77,22 @@ def create_metrics(app: Flask) -> GatewayMetrics:
             **gauge_mode,
         ),
     )
+
+
+def observe(histogram: Histogram, values: np.ndarray) -> None:
+    """`histogram.observe` for every value, in one increment per non-empty bucket instead of two per value.
+
+    Uses prometheus_client's per-child bucket and sum values (tests/serving/test_metrics.py checks the result against
+    plain `observe`); a 1,000-row batch would otherwise take 2,000 locked increments of the multiprocess files.
+    """
+    if len(values) <= SMALL_BATCH:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    buckets, total, bounds = histogram._buckets, histogram._sum, histogram._upper_bounds  # noqa: SLF001
+    # Prometheus buckets are "less than or equal": searchsorted(side="left") finds the first bound >= value.
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
+    total.inc(float(np.sum(values)))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import mlflow
@@ -25,6 +26,7 @@ from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import inference_session, predict_default_probability
 from scoring.schema import FeatureSchema
+from serving.validation import RowParser
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class LoadedModel:
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return predict_default_probability(self.session, inputs)
+
+    @cached_property
+    def parser(self) -> RowParser:
+        return RowParser(self.schema)
 
     def describe(self) -> dict[str, object]:
         return {

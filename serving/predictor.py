@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client import Counter, Histogram
 
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
-from serving.cache import PredictionCache, PredictionLog
+from serving.cache import PredictionCache
 from serving.errors import ApiError
-from serving.metrics import GatewayMetrics
+from serving.metrics import GatewayMetrics, observe
 from serving.model_store import LoadedModel, ModelStore
+from serving.prediction_log import LoggedGroup, PredictionLog
 from serving.router import VARIANT_A, VARIANT_B, ABRouter
-from serving.validation import ParsedBatch, RowsInvalidError, parse_rows
+from serving.validation import ParsedBatch, RowsInvalidError
 
 VARIANT_ALIAS = {VARIANT_A: PRODUCTION_ALIAS, VARIANT_B: STAGING_ALIAS}
 
@@ -35,7 +36,7 @@ def _parse(
     rows: Sequence[Any], model: LoadedModel, applicant_id: str | int | None, offset_map: list[int]
 ) -> ParsedBatch:
     try:
-        return parse_rows(list(rows), model.schema, None if applicant_id is None else str(applicant_id))
+        return model.parser.parse(list(rows), None if applicant_id is None else str(applicant_id))
     except RowsInvalidError as error:
         details = [
             {**e.as_dict(), "row": offset_map[e.row] if e.row is not None and e.row < len(offset_map) else e.row}
@@ -60,6 +61,17 @@ class PredictionService:
     ):
         self.store, self.router, self.cache, self.log = store, router, cache, prediction_log
         self.metrics, self.max_batch_rows = metrics, max_batch_rows
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def _series(self, variant: str, version: str) -> tuple[Counter, Histogram]:
+        """The labelled children for a variant and version (looking labels up each time costs more than the update)."""
+        key = (variant, version)
+        if key not in self._children:
+            self._children[key] = (
+                self.metrics.predictions.labels(variant=variant, model_version=version),
+                self.metrics.probability.labels(variant=variant),
+            )
+        return self._children[key]
 
     def _model(self, alias: str) -> LoadedModel:
         model = self.store.get(alias)
@@ -67,7 +79,11 @@ class PredictionService:
             raise ApiError(503, "model_unavailable", f"no {alias} model is loaded")
         return model
 
-    def _check_size(self, rows: Sequence[Any]) -> None:
+    def _check_batch(self, rows: Sequence[Any]) -> None:
+        if not isinstance(rows, list) or not rows:
+            raise ApiError(422, "invalid_rows", "the batch must be a non-empty list of rows", [
+                {"row": None, "field": "batch", "message": "must be a non-empty list of rows"}
+            ])  # fmt: skip
         if len(rows) > self.max_batch_rows:
             raise ApiError(413, "batch_too_large", f"{len(rows)} rows; at most {self.max_batch_rows} per request")
 
@@ -90,7 +106,7 @@ class PredictionService:
         return probabilities, hits
 
     def predict(self, rows: Sequence[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:
-        self._check_size(rows)
+        self._check_batch(rows)
         model = self._model(PRODUCTION_ALIAS)
         parsed = _parse(rows, model, applicant_id, list(range(len(rows))))
         probabilities, hits = self._score(model, parsed, use_cache)
@@ -101,7 +117,7 @@ class PredictionService:
     def predict_ab(
         self, rows: Sequence[Any], applicant_id: str | int | None, forced: str | None, request_id: str
     ) -> Scored:
-        self._check_size(rows)
+        self._check_batch(rows)
         production = self._model(PRODUCTION_ALIAS)
         staging = self.store.get(STAGING_ALIAS)
         if forced == VARIANT_B and staging is None:
@@ -135,27 +151,25 @@ class PredictionService:
         index_groups: list[list[int]],
         probabilities: np.ndarray,
     ) -> None:
-        now = f"{time.time():.3f}"
-        records = []
+        now = time.time()
+        logged = []
         for parsed, index in zip(parsed_groups, index_groups, strict=True):
             variant = variants[index[0]]
             model = models[variant]
             values = probabilities[index]
-            self.metrics.predictions.labels(variant=variant, model_version=model.version).inc(len(index))
-            histogram = self.metrics.probability.labels(variant=variant)
-            for value in values:
-                histogram.observe(float(value))
-            for row, applicant, value in zip(parsed.canonical_rows, parsed.applicant_ids, values, strict=True):
-                records.append(
-                    {
-                        "ts": now,
-                        "request_id": request_id,
-                        "model": model.name,
-                        "version": model.version,
-                        "variant": variant,
-                        "probability": repr(float(value)),
-                        "applicant_id": applicant or "",
-                        "features": json.dumps(dict(zip(model.schema.features, row, strict=True))),
-                    }
+            predictions, probability = self._series(variant, model.version)
+            predictions.inc(len(index))
+            observe(probability, values)
+            logged.append(
+                LoggedGroup(
+                    timestamp=now,
+                    request_id=request_id,
+                    model=model.name,
+                    version=model.version,
+                    variant=variant,
+                    columns=parsed.columns,
+                    probabilities=values.tolist(),
+                    applicant_ids=parsed.applicant_ids,
                 )
-        self.log.append(records)
+            )
+        self.log.append(logged)

@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 from mlflow.tracking import MlflowClient
 
 from registry.promotion import promote
@@ -18,6 +19,7 @@ from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from serving.app import create_app, start_serving
+from serving.prediction_log import rows_of
 from serving.settings import ServingSettings
 from tests.serving.conftest import RedisProcess, Served
 
@@ -47,6 +49,7 @@ def app(served: Served, redis_url: RedisProcess, tmp_path: Path):
     application = create_app(settings)
     yield application
     application.extensions["model_store"].stop_polling()
+    application.extensions["prediction_service"].log.close()
 
 
 @pytest.fixture
@@ -106,7 +109,11 @@ def test_rows_by_feature_name_give_the_same_answer(client, served: Served) -> No
         ({"values": [True] + [None] * 12}, "Seniority", "expected a number, got a boolean"),
         ({"values": [None, {"a": 1}] + [None] * 11}, "Home", "expected a string, got dict"),
         ({"values": ["ten"] + [None] * 12}, "Seniority", "expected a number, got str"),
-        ({"values": [None] * 13, "colour": "red"}, "colour", "Extra inputs are not permitted"),
+        (
+            {"values": [None] * 13, "colour": "red"},
+            "colour",
+            "unknown field: a row has 'values' or 'features', and 'applicant_id'",
+        ),
     ],
 )
 def test_bad_rows_get_422_naming_row_and_field(client, served: Served, row, field, message) -> None:
@@ -127,6 +134,31 @@ def test_infinity_is_refused(client) -> None:
 def test_nulls_are_missing_values_not_errors(client) -> None:
     response = client.post("/predict", json={"batch": [{"values": [None] * 13}]})
     assert response.status_code == 200 and 0 < response.json["probabilities"][0] < 1
+    # Python's json module writes NaN for a float NaN: it means missing too (orjson alone would refuse it).
+    with_nan = client.post("/predict", data='{"batch": [{"values": [NaN' + ", null" * 12 + "]}]}",
+                           content_type="application/json")  # fmt: skip
+    assert with_nan.status_code == 200 and with_nan.json["probabilities"] == response.json["probabilities"]
+
+
+def test_a_body_that_is_not_json_is_a_422_in_the_error_shape(client) -> None:
+    response = client.post("/predict", data='{"batch": [', content_type="application/json")
+    assert response.status_code in {400, 422} and set(response.json) == {"error"}
+
+
+def test_every_scored_row_reaches_the_prediction_stream(app, client, served: Served, redis_url) -> None:
+    frame = served.rows.head(6)
+    body = {"batch": rows_as_values(frame), "applicant_id": "applicant-7"}
+    answer = client.post("/predict_ab", json=body).json
+    app.extensions["prediction_service"].log.flush()
+    stream = app.extensions["settings"].prediction_stream
+    rows = [row for _, entry in redis.Redis.from_url(redis_url.url).xrange(stream) for row in rows_of(entry)]
+    assert [row["probability"] for row in rows] == answer["probabilities"]
+    assert {row["request_id"] for row in rows} == {answer["request_id"]}
+    assert [row["variant"] for row in rows] == answer["variants"]
+    assert [row["version"] for row in rows] == answer["versions"]
+    assert {row["applicant_id"] for row in rows} == {"applicant-7"}
+    first = frame.iloc[0]
+    assert rows[0]["features"] == {name: None if pd.isna(value) else value for name, value in first.items()}
 
 
 def test_empty_batch_oversized_batch_and_oversized_body(client, served: Served) -> None:

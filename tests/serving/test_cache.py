@@ -1,10 +1,11 @@
-"""The prediction cache and log against a real Redis, including Redis going away mid-way."""
+"""The prediction cache against a real Redis, including Redis going away mid-way."""
 
 from __future__ import annotations
 
 import redis
 
-from serving.cache import CircuitBreaker, PredictionCache, PredictionLog, RedisGateway
+from serving.cache import PredictionCache
+from serving.redis_gateway import CircuitBreaker, RedisGateway
 
 
 def gateway(url: str, errors: list[str], breaker: CircuitBreaker | None = None) -> RedisGateway:
@@ -56,12 +57,3 @@ def test_the_breaker_probes_again_after_its_cooldown() -> None:
     assert breaker.allow() and not breaker.allow()  # one probe per cool-down
     breaker.record_success()
     assert breaker.allow() and not breaker.is_open
-
-
-def test_the_prediction_log_is_a_capped_stream(redis_server) -> None:
-    log = PredictionLog(gateway(redis_server.url, []), "predictions", max_length=50)
-    log.append([{"version": "1", "probability": str(i / 1000)} for i in range(500)])
-    raw = redis.Redis.from_url(redis_server.url)
-    assert 50 <= raw.xlen("predictions") < 500  # approximate trimming keeps about max_length
-    last = raw.xrevrange("predictions", count=1)[0][1]
-    assert last == {b"version": b"1", b"probability": b"0.499"}

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from registry.promotion import promote
 from registry.settings import RegistrySettings
 from registry.versions import STAGING_ALIAS
 from scripts.tracking_server import free_port, stop_group
+from serving.prediction_log import rows_of
 from tests.serving.conftest import RedisProcess, Served
 
 pytestmark = pytest.mark.integration
@@ -29,8 +31,8 @@ ROW = {"values": [9, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.
 
 
 class Gateway:
-    def __init__(self, process: subprocess.Popen[str], url: str, log_path: Path):
-        self.process, self.url, self.log_path = process, url, log_path
+    def __init__(self, process: subprocess.Popen[str], url: str, log_path: Path, redis_url: str):
+        self.process, self.url, self.log_path, self.redis_url = process, url, log_path, redis_url
 
     def log_lines(self) -> list[dict[str, object]]:
         lines = []
@@ -56,6 +58,8 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
         "SERVING_MODEL_CACHE_DIR": str(tmp_path / "models"),
         "SERVING_MAX_BODY_BYTES": "65536",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        # Only a worker's exit flushes the prediction log within a test's time: the SIGTERM test relies on it.
+        "SERVING_PREDICTION_LOG_FLUSH_S": "600",
     }
     log_path = tmp_path / "gateway.log"
     with log_path.open("w") as log:
@@ -80,7 +84,7 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
     else:
         process.kill()
         pytest.fail(f"gateway not ready: {log_path.read_text()[-3000:]}")
-    yield Gateway(process, url, log_path)
+    yield Gateway(process, url, log_path, redis_server.url)
     # The whole group: SIGKILL to the master alone would orphan its workers.
     stop_group(process.pid, timeout=30)
     process.wait(10)
@@ -171,6 +175,15 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> 
     assert json.loads(response.read())["error"]["status"] == 413
 
 
-def test_sigterm_shuts_down_gracefully(gateway: Gateway) -> None:
+def test_sigterm_shuts_down_gracefully_and_flushes_the_prediction_log(gateway: Gateway) -> None:
+    with requests.Session() as session:
+        answers = [session.post(f"{gateway.url}/predict", json={"batch": [ROW]}, timeout=10) for _ in range(20)]
+    assert [answer.status_code for answer in answers] == [200] * 20
+    stream = redis.Redis.from_url(gateway.redis_url)
+    assert stream.xlen("credit-scoring:predictions") == 0  # still queued in the workers (flush interval 600 s)
     gateway.process.send_signal(signal.SIGTERM)
     assert gateway.process.wait(timeout=30) == 0
+    entries = stream.xrange("credit-scoring:predictions")
+    assert sorted(rows_of(entry)[0]["request_id"] for _, entry in entries) == sorted(
+        answer.json()["request_id"] for answer in answers
+    )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scoring.schema import FeatureSchema
-from serving.validation import RowsInvalidError, parse_rows
+from serving.validation import OUT_OF_RANGE, RowParser, RowsInvalidError, parse_rows
 
 SCHEMA = FeatureSchema(
     features=["Age", "Home", "Income"],
@@ -53,6 +53,9 @@ def test_applicant_ids_come_from_the_row_or_the_request() -> None:
         ([{"values": ["thirty", "rent", 1]}], [{"row": 0, "field": "Age", "message": "expected a number, got str"}]),
         ([{"values": [True, "rent", 1]}], [{"row": 0, "field": "Age", "message": "expected a number, got a boolean"}]),
         ([{"values": [float("inf"), "rent", 1]}], [{"row": 0, "field": "Age", "message": "must be finite"}]),
+        ([{"values": [1e39, "rent", 10**400]}], [
+            {"row": 0, "field": "Age", "message": OUT_OF_RANGE}, {"row": 0, "field": "Income", "message": OUT_OF_RANGE}
+        ]),
         ([{"values": [1, {"x": 1}, 1]}], [{"row": 0, "field": "Home", "message": "expected a string, got dict"}]),
         ([{"values": [1, 5, [1]]}], [
             {"row": 0, "field": "Home", "message": "expected a string, got int"},
@@ -84,3 +87,22 @@ def test_nan_means_missing() -> None:
     parsed = parse_rows([{"values": [float("nan"), float("nan"), None]}], SCHEMA)
     assert math.isnan(parsed.inputs["Age"][0, 0]) and parsed.inputs["Home"][0, 0] == ""
     assert parsed.canonical_rows == [[None, None, None]]
+
+
+def test_a_nan_category_is_missing_and_columns_keep_feature_order() -> None:
+    parsed = parse_rows([{"features": {"Income": 5, "Home": float("nan"), "Age": 2}}], SCHEMA)
+    assert parsed.inputs["Home"].tolist() == [[""]]
+    assert list(parsed.columns) == ["Age", "Home", "Income"]
+    assert parsed.columns == {"Age": [2.0], "Home": [None], "Income": [5.0]}
+
+
+def test_a_large_batch_gives_the_same_columns_as_row_by_row_parsing() -> None:
+    rows = [{"values": [i, ["owner", "rent", None][i % 3], None if i % 7 == 0 else i * 10.5]} for i in range(1000)]
+    parser = RowParser(SCHEMA)
+    whole = parser.parse(rows)
+    one_by_one = [parser.parse([row]) for row in rows]
+    for name in SCHEMA.features:
+        stacked = np.concatenate([parsed.inputs[name] for parsed in one_by_one])
+        np.testing.assert_array_equal(whole.inputs[name], stacked)
+        assert whole.inputs[name].flags["C_CONTIGUOUS"]
+    assert whole.canonical_rows == [row for parsed in one_by_one for row in parsed.canonical_rows]

@@ -1,0 +1,32 @@
+"""The bulk histogram update gives exactly what one observe() per value gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from serving.metrics import PROBABILITY_BUCKETS, observe
+
+
+def histogram_samples(update) -> dict[str, float]:  # noqa: ANN001
+    registry = CollectorRegistry()
+    histogram = Histogram("p", "probability", ["variant"], buckets=PROBABILITY_BUCKETS, registry=registry)
+    update(histogram.labels(variant="A"))
+    lines = generate_latest(registry).decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("p_")
+            and "_created" not in line}  # fmt: skip
+
+
+def test_bulk_observe_matches_one_observe_per_value() -> None:
+    values = np.concatenate([np.random.default_rng(0).random(1000), PROBABILITY_BUCKETS, [0.0, 1.0]])  # bounds too
+
+    def one_by_one(child) -> None:  # noqa: ANN001
+        for value in values:
+            child.observe(float(value))
+
+    bulk, reference = histogram_samples(lambda child: observe(child, values)), histogram_samples(one_by_one)
+    total = 'p_sum{variant="A"}'
+    assert bulk.pop(total) == pytest.approx(reference.pop(total), rel=1e-12)  # summation order differs
+    assert bulk == reference and reference['p_count{variant="A"}'] == len(values)
+    assert histogram_samples(lambda child: observe(child, values[:3]))['p_count{variant="A"}'] == 3

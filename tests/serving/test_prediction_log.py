@@ -1,0 +1,95 @@
+"""The prediction log against a real Redis: columnar entries, the background writer, capping and failing open."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from serving.prediction_log import LoggedGroup, PredictionLog, rows_of
+from serving.redis_gateway import CircuitBreaker, RedisGateway
+
+
+def group(request_id: str, probabilities: list[float], version: str = "3") -> LoggedGroup:
+    return LoggedGroup(
+        timestamp=1_764_201_600.5,
+        request_id=request_id,
+        model="credit",
+        version=version,
+        variant="B",
+        columns={"Age": [30.0, None][: len(probabilities)], "Home": ["rent", None][: len(probabilities)]},
+        probabilities=probabilities,
+        applicant_ids=["a-1", None][: len(probabilities)],
+    )
+
+
+def prediction_log(url: str, errors: list[str] | None = None, **kwargs) -> PredictionLog:
+    client = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+    gateway = RedisGateway(
+        client, CircuitBreaker(threshold=2, cooldown_s=60), (errors if errors is not None else []).append
+    )
+    return PredictionLog(gateway, "predictions", **{"max_length": 1000, **kwargs})
+
+
+def test_an_entry_holds_every_row_of_a_group_and_reads_back_row_by_row(redis_server) -> None:
+    log = prediction_log(redis_server.url)
+    log.append([group("r1", [0.25, 0.5])])
+    assert log.flush() == 1
+    ((_, entry),) = redis.Redis.from_url(redis_server.url).xrange("predictions")
+    assert entry[b"rows"] == b"2"
+    assert rows_of(entry) == [
+        {"ts": 1_764_201_600.5, "request_id": "r1", "model": "credit", "version": "3", "variant": "B",
+         "features": {"Age": 30.0, "Home": "rent"}, "probability": 0.25, "applicant_id": "a-1"},
+        {"ts": 1_764_201_600.5, "request_id": "r1", "model": "credit", "version": "3", "variant": "B",
+         "features": {"Age": None, "Home": None}, "probability": 0.5, "applicant_id": None},
+    ]  # fmt: skip
+
+
+def writer_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "prediction-log-writer"}
+
+
+def test_the_writer_thread_sends_queued_entries_without_a_flush_call(redis_server) -> None:
+    before = writer_threads()
+    log = prediction_log(redis_server.url, flush_interval_s=0.05)
+    log.append([group("r1", [0.1])])
+    raw = redis.Redis.from_url(redis_server.url)
+    deadline = time.monotonic() + 5
+    while raw.xlen("predictions") == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert raw.xlen("predictions") == 1
+    (writer,) = writer_threads() - before
+    log.close()
+    assert not writer.is_alive()
+
+
+def test_close_sends_what_is_still_queued(redis_server) -> None:
+    log = prediction_log(redis_server.url, flush_interval_s=60)
+    log.append([group(f"r{i}", [0.1]) for i in range(3)])
+    log.close()
+    assert redis.Redis.from_url(redis_server.url).xlen("predictions") == 3
+
+
+def test_the_stream_is_capped(redis_server) -> None:
+    log = prediction_log(redis_server.url, max_length=50, flush_interval_s=60)
+    log.append([group(f"r{i}", [i / 1000]) for i in range(1200)])  # more than one pipeline's worth
+    assert log.flush() == 1200
+    raw = redis.Redis.from_url(redis_server.url)
+    assert 50 <= raw.xlen("predictions") < 1200  # approximate trimming keeps about max_length
+    ((_, last),) = raw.xrevrange("predictions", count=1)
+    assert rows_of(last)[0]["request_id"] == "r1199"
+
+
+def test_redis_down_drops_and_counts_rows_and_a_full_queue_drops_the_oldest(redis_server) -> None:
+    dropped: list[int] = []
+    errors: list[str] = []
+    log = prediction_log(redis_server.url, errors, flush_interval_s=60, max_pending=2, on_drop=dropped.append)
+    log.append([group("old", [0.1, 0.2]), group("mid", [0.3]), group("new", [0.4])])
+    assert dropped == [2]  # "old" (two rows) made way
+    redis_server.stop()
+    assert log.flush() == 0
+    assert dropped == [2, 2] and errors == ["log_append"]
+    log.append([group("later", [0.5])])
+    assert log.flush() == 0  # the breaker is not open yet after one failure: a second try, also failed
+    assert dropped == [2, 2, 1] and errors == ["log_append", "log_append"]
