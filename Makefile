@@ -5,7 +5,7 @@ PORT ?= 5000
 STATE ?= .mlflow
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help venv run test test-fast lint format server stop-server serve stop lock time-main clean
+.PHONY: help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lock: venv ## Re-resolve requirements.lock from pyproject.toml
 
 time-main: venv ## Time `mlflow run . -e main` 3 times against a running server (issue target: median <= 90 s)
 	python scripts/time_main.py --tracking-uri http://127.0.0.1:$(PORT) --rounds 3
+
+bench: venv ## Gateway vs mlflow models serve vs bare Flask+ONNX (needs wrk and `make run` first; ~15 min)
+	python scripts/bench_gateway.py --tracking-uri http://127.0.0.1:$(PORT) --duration 10 --rounds 3
 
 clean: ## Remove caches (keeps .venv and the tracking server state)
 	rm -rf .pytest_cache .ruff_cache; find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,11 +1,12 @@
 """HTTP benchmark: the gateway vs `mlflow models serve` (ONNX and sklearn) vs a bare Flask+ONNX app.
 
-Every server runs 2 workers on 127.0.0.1; wrk (a separate process) drives the load. Prints a Markdown table of
-requests/s, rows/s, p50 and p99 (medians over rounds) and writes it to --output:
+Every server runs 2 workers on 127.0.0.1; wrk (a separate process) drives the load, a new connection per request
+(see `wrk`). Prints a Markdown table of requests/s, rows/s, p50 and p99 (medians over rounds) and, when every server
+was measured, the issue's targets checked against it; --output also writes them to a file:
     .venv/bin/python scripts/bench_gateway.py --tracking-uri http://127.0.0.1:5000 --model credit-scoring \
-        --duration 10 --rounds 3 --output docs/benchmarks.md
-Needs wrk (Debian: apt-get install wrk), a registered model made by the pipeline, and a Redis at REDIS_URL.
-"""
+        --duration 10 --rounds 3 --output /tmp/benchmark.md
+Needs wrk (Debian: apt-get install wrk), a model with a production version made by the pipeline (scripts/run-main.sh
+makes one), and a Redis at REDIS_URL. docs/benchmarks.md records a run and how to read it."""
 
 from __future__ import annotations
 
@@ -34,12 +35,23 @@ from registry.resolve import load_version  # noqa: E402
 from registry.settings import RegistrySettings  # noqa: E402
 from scripts.tracking_server import free_port, stop_group  # noqa: E402
 
+TARGETS = ("gateway", "mlflow-onnx", "mlflow-sklearn", "bare")
+# Each wrk thread walks the bodies from its own starting point, so that two threads never send the same body at the
+# same time (the cache-miss scenario relies on every body being new).
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local bodies = {}
 for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local threads = 0
+function setup(thread)
+  thread:set("thread_number", threads)
+  threads = threads + 1
+end
 local counter = 0
+function init(args)
+  counter = thread_number * math.floor(#bodies / %(threads)d)
+end
 request = function()
   counter = counter + 1
   return wrk.format(nil, nil, nil, bodies[(counter %% #bodies) + 1])
@@ -74,12 +86,17 @@ def dataframe_body(rows: list[dict[str, object]], schema) -> str:  # noqa: ANN00
     return json.dumps({"dataframe_split": {"columns": schema.features, "data": data}})
 
 
-def wrk(url: str, bodies: list[str], connections: int, duration: int) -> dict[str, float]:
+def wrk(url: str, bodies: list[str], connections: int, duration: int, keep_alive: bool = False) -> dict[str, float]:
+    """One wrk run. By default every request opens a new connection (`Connection: close`): gunicorn's sync workers
+    close after each response anyway, and uvicorn (mlflow models serve) on a kept-alive connection stalls ~40 ms per
+    response (Nagle's algorithm meeting delayed ACKs), which would make MLflow look far slower than it is."""
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
     (folder / "bodies.txt").write_text("\n".join(bodies) + "\n")
-    (folder / "post.lua").write_text(LUA % {"bodies": folder / "bodies.txt"})
     threads = min(2, connections)
+    (folder / "post.lua").write_text(LUA % {"bodies": folder / "bodies.txt", "threads": threads})
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(folder / "post.lua")]
+    if not keep_alive:
+        command += ["-H", "Connection: close"]
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -127,6 +144,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--only", nargs="+", choices=TARGETS, default=list(TARGETS), help="servers to measure (default: all)"
+    )
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("error: wrk is not installed (apt-get install wrk)")
@@ -149,8 +169,7 @@ def main() -> int:
     batches = [batch[i : i + 100] for i in range(0, len(batch), 100)]
     results: list[dict[str, object]] = []
 
-    def measure(target: str, scenario: str, url: str, bodies: list[str], connections: int, rows: int) -> None:
-        rounds = [wrk(url, bodies, connections, arguments.duration) for _ in range(arguments.rounds)]
+    def record(target: str, scenario: str, rounds: list[dict[str, float]], rows: int) -> None:
         rps = statistics.median(r["rps"] for r in rounds)
         results.append(
             {
@@ -165,55 +184,117 @@ def main() -> int:
         )
         print(results[-1], file=sys.stderr, flush=True)
 
+    def measure(
+        target: str, scenario: str, url: str, bodies: list[str], connections: int, rows: int, keep_alive: bool = False
+    ) -> None:
+        rounds = [wrk(url, bodies, connections, arguments.duration, keep_alive) for _ in range(arguments.rounds)]
+        record(target, scenario, rounds, rows)
+
     def standard(target: str, url: str, one: list[str], hundred: list[str]) -> None:
         measure(target, "1 row, c=1", url, one, 1, 1)
         measure(target, "1 row, c=8", url, one, 8, 1)
         measure(target, "100 rows, c=4", url, hundred, 4, 100)
 
-    port = free_port()
-    gateway_env = {
-        **env,
-        "SERVING_MODEL_NAME": arguments.model,
-        "SERVING_BIND": f"127.0.0.1:{port}",
-        "SERVING_WORKERS": "2",
-        "SERVING_RELOAD_INTERVAL_S": "0",
-        "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"),
-    }
-    with server([sys.executable, "-m", "serving"], gateway_env, f"http://127.0.0.1:{port}/ready", logs / "gw.log"):
-        base = f"http://127.0.0.1:{port}"
-        one = [gateway_body([row]) for row in single]
-        standard(
-            "gateway /predict_ab (A/B on, cache off)", f"{base}/predict_ab", one, [gateway_body(b) for b in batches]
-        )
-        hit = [gateway_body([single[0]])]
-        requests.post(f"{base}/predict_cached", data=hit[0], headers={"Content-Type": "application/json"}, timeout=5)
-        measure("gateway /predict_cached", "1 row, c=8, cache hit", f"{base}/predict_cached", hit, 8, 1)
-        unique = [gateway_body([dict(row, Amount=1000 + i)]) for i, row in enumerate(applicant_rows(200_000))]
-        measure("gateway /predict_cached", "1 row, c=8, cache miss", f"{base}/predict_cached", unique, 8, 1)
+    if "gateway" in arguments.only:
+        port = free_port()
+        gateway_env = {
+            **env,
+            "SERVING_MODEL_NAME": arguments.model,
+            "SERVING_BIND": f"127.0.0.1:{port}",
+            "SERVING_WORKERS": "2",
+            "SERVING_RELOAD_INTERVAL_S": "0",
+            "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"),
+        }
+        ready = f"http://127.0.0.1:{port}/ready"
+        with server([sys.executable, "-m", "serving"], gateway_env, ready, logs / "gateway.log"):
+            base = f"http://127.0.0.1:{port}"
+            one = [gateway_body([row]) for row in single]
+            ab = "gateway /predict_ab (A/B on, cache off)"
+            standard(ab, f"{base}/predict_ab", one, [gateway_body(b) for b in batches])
+            # Hits and misses alternate round by round, so that drift in the machine's speed hits both alike.
+            hit = [gateway_body([single[0]])]
+            headers = {"Content-Type": "application/json"}
+            requests.post(f"{base}/predict_cached", data=hit[0], headers=headers, timeout=5)
+            cached = f"{base}/predict_cached"
+            novel = iter(range(int(time.time()) * 1000, 10**15))  # Amount values no earlier run has cached
 
-    for target, model_uri, make_body in (
-        ("mlflow models serve, ONNX (inputs)", f"models:/{arguments.model}/{production.version}", tensor_body),
-        ("mlflow models serve, sklearn (dataframe_split)", sklearn_uri, dataframe_body),
-    ):
+            def unseen_rows() -> list[str]:
+                return [gateway_body([dict(row, Amount=next(novel))]) for row in applicant_rows(50_000)]
+
+            for connections in (1, 8):
+                hits, misses = [], []
+                for _ in range(arguments.rounds):
+                    hits.append(wrk(cached, hit, connections, arguments.duration))
+                    misses.append(wrk(cached, unseen_rows(), connections, arguments.duration))
+                record("gateway /predict_cached", f"1 row, c={connections}, cache hit", hits, 1)
+                record("gateway /predict_cached", f"1 row, c={connections}, cache miss", misses, 1)
+
+    for target, label, model_uri, make_body in (
+        ("mlflow-onnx", "mlflow models serve, ONNX (inputs)", f"models:/{arguments.model}/{production.version}",
+         tensor_body),
+        ("mlflow-sklearn", "mlflow models serve, sklearn (dataframe_split)", sklearn_uri, dataframe_body),
+    ):  # fmt: skip
+        if target not in arguments.only:
+            continue
         port = free_port()
         command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
         command += ["-w", "2", "-h", "127.0.0.1", "-p", str(port)]
-        with server(command, env, f"http://127.0.0.1:{port}/ping", logs / f"mlflow-{port}.log"):
+        with server(command, env, f"http://127.0.0.1:{port}/ping", logs / f"{target}.log"):
             url = f"http://127.0.0.1:{port}/invocations"
-            standard(target, url, [make_body([r], schema) for r in single], [make_body(b, schema) for b in batches])
+            one = [make_body([r], schema) for r in single]
+            standard(label, url, one, [make_body(b, schema) for b in batches])
+            measure(label, "1 row, c=8, kept-alive connections", url, one, 8, 1, keep_alive=True)
 
-    port = free_port()
-    bare_env = {**env, "BARE_ONNX_PATH": str(resolved.onnx_path), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "scripts.bare_onnx_app:app"]
-    with server(command, bare_env, f"http://127.0.0.1:{port}/ping", logs / "bare.log"):
-        url = f"http://127.0.0.1:{port}/invocations"
-        standard("bare Flask + ONNX (ceiling)", url, [tensor_body([r], schema) for r in single],
-                 [tensor_body(b, schema) for b in batches])  # fmt: skip
+    if "bare" in arguments.only:
+        port = free_port()
+        bare_env = {**env, "BARE_ONNX_PATH": str(resolved.onnx_path), "PYTHONPATH": str(REPO)}
+        command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "scripts.bare_onnx_app:app"]
+        with server(command, bare_env, f"http://127.0.0.1:{port}/ping", logs / "bare.log"):
+            url = f"http://127.0.0.1:{port}/invocations"
+            one = [tensor_body([r], schema) for r in single]
+            standard("bare Flask + ONNX (ceiling)", url, one, [tensor_body(b, schema) for b in batches])
     table = markdown(results)
+    if {"gateway", "mlflow-onnx", "mlflow-sklearn", "bare"} <= set(arguments.only):
+        table += "\n\n" + targets(results)
     print(table)
     if arguments.output:
         arguments.output.write_text(table + "\n")
     return 0
+
+
+def targets(results: list[dict[str, object]]) -> str:
+    """The issue's targets, checked against this run's figures (MLflow: its fastest configuration)."""
+
+    def figure(server: str, scenario: str, column: str = "req/s") -> float:
+        """The best figure among the rows whose server and scenario start so (MLflow: either connection mode)."""
+        found = [
+            float(r[column])
+            for r in results
+            if str(r["server"]).startswith(server) and str(r["scenario"]).startswith(scenario)
+        ]
+        return min(found) if column.endswith("ms") else max(found)
+
+    single, batch, cached = "1 row, c=8", "100 rows, c=4", "gateway /predict_cached"
+    gateway = figure("gateway /predict_ab", single)
+    mlflow_single = figure("mlflow models serve", single)
+    sklearn_single = figure("mlflow models serve, sklearn", single)
+    rows_ratio = figure("gateway /predict_ab", batch, "rows/s") / figure("mlflow models serve", batch, "rows/s")
+    checks = [
+        ("single rows, c=8: >= 1.5x MLflow's fastest", gateway / mlflow_single, ">=", 1.5, "x"),
+        ("single rows, c=8: >= 10x MLflow serving sklearn", gateway / sklearn_single, ">=", 10, "x"),
+        ("single rows, c=8: p99 <= 10 ms", figure("gateway /predict_ab", single, "p99 ms"), "<=", 10, " ms"),
+        ("100-row batches: >= 5x MLflow's rows/s", rows_ratio, ">=", 5, "x"),
+        ("single rows, c=8: >= 70% of the bare app", 100 * gateway / figure("bare Flask", single), ">=", 70, "%"),
+    ]
+    for connections in (1, 8):
+        hit = figure(cached, f"1 row, c={connections}, cache hit")
+        miss = figure(cached, f"1 row, c={connections}, cache miss")
+        checks.append((f"cache hit faster than miss, c={connections} (req/s ratio)", hit / miss, ">", 1, "x"))
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for name, value, relation, bound, unit in checks:
+        met = {">=": value >= bound, "<=": value <= bound, ">": value > bound}[relation]
+        lines.append(f"| {name} | {value:.2f}{unit} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
