@@ -70,24 +70,25 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
             metrics.model_info.labels(alias=alias, version=model.version, precision=model.precision).set(1)
 
     store.listeners.append(publish_reload)
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-    )
-    redis_gateway = RedisGateway(
-        client,
-        CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
-        lambda operation: metrics.redis_errors.labels(operation=operation).inc(),
-    )
+
+    def guarded_redis(timeout_s: float) -> RedisGateway:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return RedisGateway(
+            client,
+            CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
+            lambda operation: metrics.redis_errors.labels(operation=operation).inc(),
+        )
+
+    # The log's writer gets a connection and breaker of its own: its large, late writes must neither wait on the
+    # cache's short timeout nor open the breaker that switches the cache off.
     service = PredictionService(
         store,
         ABRouter(settings.staging_share),
-        PredictionCache(redis_gateway, settings.cache_prefix, settings.cache_ttl_s),
+        PredictionCache(guarded_redis(settings.redis_timeout_s), settings.cache_prefix, settings.cache_ttl_s),
         PredictionLog(
-            redis_gateway,
+            guarded_redis(settings.prediction_log_timeout_s),
             settings.prediction_stream,
-            settings.prediction_stream_max_length,
+            settings.prediction_stream_max_rows,
             flush_interval_s=settings.prediction_log_flush_s,
             on_drop=metrics.log_dropped_rows.inc,
         ),
@@ -126,16 +127,12 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
             )
         return response
 
-    def body_json() -> dict[str, Any]:
-        return request.get_json(silent=True) or {}
-
     def model_ref(model: Any) -> dict[str, str]:
         return {"name": model.name, "version": model.version, "alias": model.alias}
 
-    def score_with_production(use_cache: bool) -> tuple[Scored, dict[str, Any]]:
-        """The body of /predict and /predict_cached (the request body was checked against its model already)."""
-        raw = body_json()
-        scored = service.predict(raw["batch"], raw.get("applicant_id"), g.request_id, use_cache=use_cache)
+    def score_with_production(body: schemas.PredictRequest, use_cache: bool) -> tuple[Scored, dict[str, Any]]:
+        """The body of /predict and /predict_cached: `body.batch` is still raw JSON, checked by the model's parser."""
+        scored = service.predict(body.batch, body.applicant_id, g.request_id, use_cache=use_cache)
         model = scored.models["A"]
         g.log_fields = {"variant": "A", "version": model.version, "rows": len(scored.probabilities)}
         return scored, {"request_id": g.request_id, "model": model_ref(model), "probabilities": scored.probabilities}
@@ -171,7 +168,7 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         summary="Score with production",
     )
     def predict(body: schemas.PredictRequest) -> Response:
-        _, answer = score_with_production(use_cache=False)
+        _, answer = score_with_production(body, use_cache=False)
         return jsonify(answer)
 
     @app.post(
@@ -181,7 +178,7 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         summary="Score with production through the Redis cache",
     )
     def predict_cached(body: schemas.PredictRequest) -> Response:
-        scored, answer = score_with_production(use_cache=True)
+        scored, answer = score_with_production(body, use_cache=True)
         g.log_fields["cache_hits"] = scored.cache_hits
         return jsonify(
             {**answer, "cached": scored.cache_hits == len(scored.probabilities), "cache_hits": scored.cache_hits}
@@ -194,8 +191,7 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         summary="A/B: production (A) or staging (B), sticky per applicant",
     )
     def predict_ab(body: schemas.ABPredictRequest) -> Response:
-        raw = body_json()
-        scored = service.predict_ab(raw["batch"], raw.get("applicant_id"), body.variant, g.request_id)
+        scored = service.predict_ab(body.batch, body.applicant_id, body.variant, g.request_id)
         variant = scored.variants[0] if len(set(scored.variants)) == 1 else "mixed"
         versions = [scored.models[v].version for v in scored.variants]
         g.log_fields = {"variant": variant, "version": ",".join(sorted(set(versions))), "rows": len(versions)}

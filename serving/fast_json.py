@@ -1,7 +1,11 @@
 """Flask's JSON through orjson: request bodies and responses are the gateway's largest per-row costs after the model.
 
-Behaviour matches Flask's default provider where clients can tell: `NaN`/`Infinity` literals (which Python's json
-module writes) are still accepted in requests, so `NaN` keeps meaning "missing" and `Infinity` still gets its 422.
+Differences from Flask's default provider that a client could notice, and how they are kept harmless:
+- `NaN`/`Infinity` literals (which Python's json module writes) are strict-JSON errors for orjson; such bodies are
+  parsed again by the standard library, so `NaN` still means "missing" and `Infinity` still gets its 422.
+- A string holding an unpaired UTF-16 surrogate (`"\\ud800"`) is not text: the body is refused as invalid JSON (400)
+  instead of reaching validation, the router's hashing or the prediction log.
+- Integers beyond 64 bits arrive as floats (an applicant id that large is refused as not an integer).
 """
 
 from __future__ import annotations
@@ -24,8 +28,18 @@ class OrjsonProvider(DefaultJSONProvider):
         try:
             return orjson.loads(s)
         except orjson.JSONDecodeError:
-            # Strict JSON has no NaN/Infinity; the standard parser takes them (and raises for anything truly invalid).
-            return json.loads(s, **kwargs)
+            pass
+        # Strict JSON has no NaN/Infinity; the standard parser takes them (and raises for anything truly invalid).
+        try:
+            value = json.loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON document is nested too deeply") from None
+        try:
+            orjson.dumps(value)  # what orjson refused and json took may hold text that is not valid Unicode
+        except orjson.JSONEncodeError as error:
+            if "surrogate" in str(error):
+                raise ValueError("the JSON document holds a string that is not valid Unicode") from None
+        return value
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         body = self._encode(self._prepare_response_obj(args, kwargs))

@@ -2,9 +2,9 @@
 
 One stream entry holds the rows one model scored in one request (columnar JSON), so a 100-row batch is one XADD, not
 100. Requests only queue their entries; a background thread sends what is queued in one pipeline every
-`flush_interval_s`, which keeps the Redis round trip off the request path. Like the cache it fails open: a failed
-write, or a queue over `max_pending` entries (Redis down for long), drops the oldest entries and counts their rows.
-`close()` flushes what is left; gunicorn calls it when a worker exits (serving/gunicorn_conf.py).
+`flush_interval_s`, which keeps the Redis round trip off the request path. Like the cache it fails open: the entries
+of a failed write are dropped and their rows counted, and so are the oldest queued entries beyond `max_pending`
+(Redis away for long). `close()` flushes what is left; gunicorn calls it when a worker exits (gunicorn_conf.py).
 
 Entry fields (strings): ts (Unix seconds), variant, version, rows, and data: JSON with request_id, model, features
 (feature -> list of values in row order, null = missing), probabilities and applicant_ids (null = none) in that order.
@@ -82,16 +82,22 @@ def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]
 
 
 class PredictionLog:
+    """Queues scored groups and appends them to the stream from a background thread (see the module's docstring).
+
+    The stream is capped in rows, not entries: an entry holds as many rows as its request had, so each write trims to
+    `max_rows` divided by the average rows per entry this writer has seen (Redis trims whole entries, approximately).
+    """
+
     def __init__(
         self,
         redis_gateway: RedisGateway,
         stream: str,
-        max_length: int,
+        max_rows: int,
         flush_interval_s: float = 0.25,
         max_pending: int = 10_000,
         on_drop: Callable[[int], None] = lambda rows: None,
     ):
-        self.redis, self.stream, self.max_length = redis_gateway, stream, max_length
+        self.redis, self.stream, self.max_rows = redis_gateway, stream, max_rows
         self.flush_interval_s, self.max_pending, self.on_drop = flush_interval_s, max_pending, on_drop
         self._pending: deque[LoggedGroup] = deque()
         self._lock = threading.Lock()
@@ -99,42 +105,58 @@ class PredictionLog:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._writer_pid: int | None = None
+        self._entries_seen, self._rows_seen = 0, 0
 
     def append(self, groups: list[LoggedGroup]) -> None:
         dropped = 0
         with self._lock:
             self._pending.extend(groups)
-            while len(self._pending) > self.max_pending:
+            while len(self._pending) > self.max_pending:  # Redis has been away for long: the oldest make way
                 dropped += len(self._pending.popleft().probabilities)
         if dropped:
             self.on_drop(dropped)
-        self._ensure_writer()
+        if self._stop.is_set():
+            self.flush()  # closed: no writer any more, so send now
+        else:
+            self._ensure_writer()
 
     def flush(self) -> int:
-        """Send everything queued now; return the number of entries written (0 when Redis failed)."""
+        """Send everything queued now; return the number of entries written."""
         with self._flushing:
             with self._lock:
                 groups = list(self._pending)
                 self._pending.clear()
-            if not groups:
+            entries: list[tuple[dict[str, str], int]] = []
+            for group in groups:
+                try:
+                    entries.append((group.as_entry(), len(group.probabilities)))
+                except (TypeError, ValueError):  # one bad entry must not take the others with it
+                    logger.exception("prediction log: request %s could not be encoded", group.request_id)
+                    self.on_drop(len(group.probabilities))
+            if not entries:
                 return 0
-            entries = [group.as_entry() for group in groups]
+            self._entries_seen += len(entries)
+            self._rows_seen += sum(rows for _, rows in entries)
+            max_entries = max(1, self.max_rows * self._entries_seen // self._rows_seen)
+            sent = 0
 
-            def write(client: redis.Redis) -> bool:
+            def write(client: redis.Redis) -> None:
+                nonlocal sent
                 for start in range(0, len(entries), PIPELINE_ENTRIES):
+                    chunk = entries[start : start + PIPELINE_ENTRIES]
                     pipeline = client.pipeline(transaction=False)
-                    for entry in entries[start : start + PIPELINE_ENTRIES]:
-                        pipeline.xadd(self.stream, entry, maxlen=self.max_length, approximate=True)
+                    for entry, _ in chunk:
+                        pipeline.xadd(self.stream, entry, maxlen=max_entries, approximate=True)
                     pipeline.execute()
-                return True
+                    sent += len(chunk)
 
-            if self.redis.call("log_append", write, False):
-                return len(entries)
-            self.on_drop(sum(len(group.probabilities) for group in groups))
-            return 0
+            self.redis.call("log_append", write, None)
+            if sent < len(entries):
+                self.on_drop(sum(rows for _, rows in entries[sent:]))
+            return sent
 
     def close(self) -> None:
-        """Stop the writer and flush what is queued (a worker's last act)."""
+        """Stop the writer and flush what is queued (a worker's last act); later appends are sent at once."""
         self._stop.set()
         writer = self._writer
         if writer is not None and writer.is_alive() and writer is not threading.current_thread():
@@ -148,8 +170,6 @@ class PredictionLog:
         with self._lock:
             if self._writer_pid == os.getpid() and self._writer is not None and self._writer.is_alive():
                 return
-            if self._stop.is_set():
-                return  # closed: appends stay queued for the final flush
             self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._writer_pid = os.getpid()
             self._writer.start()
@@ -158,5 +178,5 @@ class PredictionLog:
         while not self._stop.wait(self.flush_interval_s):
             try:
                 self.flush()
-            except Exception:  # the writer must outlive any bad entry; the loss is logged
+            except Exception:  # the writer must outlive anything unexpected; the loss is logged
                 logger.exception("prediction log flush failed")

@@ -25,8 +25,9 @@ class ServingSettings(BaseSettings):
     cache_prefix: str = "credit-scoring:prediction"
     cache_ttl_s: int = Field(default=3600, ge=1)
     prediction_stream: str = "credit-scoring:predictions"
-    prediction_stream_max_length: int = Field(default=100_000, ge=1)  # entries: one per request and variant
+    prediction_stream_max_rows: int = Field(default=200_000, ge=1)  # about this many scored rows are kept
     prediction_log_flush_s: float = Field(default=0.25, gt=0)  # the log's writer sends what is queued this often
+    prediction_log_timeout_s: float = Field(default=1.0, gt=0)  # the writer is off the request path: it may wait
     staging_share: float = Field(default=0.10, ge=0, le=1)
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)

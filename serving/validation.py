@@ -172,7 +172,7 @@ class RowParser:
             else:
                 values = _row_values(row, index, features, names, errors)
             applicant = row.get("applicant_id", request_applicant_id) if isinstance(row, dict) else None
-            if applicant is not None and not isinstance(applicant, str | int):
+            if applicant is not None and (type(applicant) is bool or not isinstance(applicant, str | int)):
                 errors.append(FieldError(index, "applicant_id", "must be a string or an integer"))
             applicant_ids.append(None if applicant is None else str(applicant))
             if values is not None:

@@ -140,25 +140,48 @@ def test_nulls_are_missing_values_not_errors(client) -> None:
     assert with_nan.status_code == 200 and with_nan.json["probabilities"] == response.json["probabilities"]
 
 
-def test_a_body_that_is_not_json_is_a_422_in_the_error_shape(client) -> None:
-    response = client.post("/predict", data='{"batch": [', content_type="application/json")
-    assert response.status_code in {400, 422} and set(response.json) == {"error"}
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"batch": [',  # not JSON
+        '"{\\"batch\\": [{\\"values\\": [1]}]}"',  # a JSON string holding JSON
+        "[" * 5000 + "]" * 5000,  # nested deeper than any parser should follow
+        '{"batch": [{"values": [1], "applicant_id": "\\ud800"}]}',  # not valid Unicode
+        '{"batch": {"values": [1]}}',
+        '{"batch": 7}',
+    ],
+)
+def test_malformed_bodies_get_a_4xx_in_the_error_shape_not_a_500(client, body: str) -> None:
+    response = client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code in {400, 422} and set(response.json) == {"error"}, response.data[:300]
+
+
+def test_applicant_ids_must_be_strings_or_integers(client, served: Served) -> None:
+    row = {**rows_as_values(served.rows.head(1))[0], "applicant_id": True}
+    response = client.post("/predict_ab", json={"batch": [row]})
+    assert response.status_code == 422
+    assert response.json["error"]["details"] == [
+        {"row": 0, "field": "applicant_id", "message": "must be a string or an integer"}
+    ]
 
 
 def test_every_scored_row_reaches_the_prediction_stream(app, client, served: Served, redis_url) -> None:
-    frame = served.rows.head(6)
-    body = {"batch": rows_as_values(frame), "applicant_id": "applicant-7"}
-    answer = client.post("/predict_ab", json=body).json
+    frame = served.rows.head(40)
+    batch = [{**row, "applicant_id": f"applicant-{i}"} for i, row in enumerate(rows_as_values(frame))]
+    answer = client.post("/predict_ab", json={"batch": batch}).json
+    assert set(answer["variants"]) == {"A", "B"}  # 40 sticky ids at 10%: both versions score part of the batch
     app.extensions["prediction_service"].log.flush()
     stream = app.extensions["settings"].prediction_stream
-    rows = [row for _, entry in redis.Redis.from_url(redis_url.url).xrange(stream) for row in rows_of(entry)]
-    assert [row["probability"] for row in rows] == answer["probabilities"]
-    assert {row["request_id"] for row in rows} == {answer["request_id"]}
-    assert [row["variant"] for row in rows] == answer["variants"]
-    assert [row["version"] for row in rows] == answer["versions"]
-    assert {row["applicant_id"] for row in rows} == {"applicant-7"}
-    first = frame.iloc[0]
-    assert rows[0]["features"] == {name: None if pd.isna(value) else value for name, value in first.items()}
+    logged = [row for _, entry in redis.Redis.from_url(redis_url.url).xrange(stream) for row in rows_of(entry)]
+    by_applicant = {row["applicant_id"]: row for row in logged}
+    assert len(logged) == len(by_applicant) == 40
+    for i, (probability, variant, version) in enumerate(
+        zip(answer["probabilities"], answer["variants"], answer["versions"], strict=True)
+    ):
+        row = by_applicant[f"applicant-{i}"]
+        assert (row["probability"], row["variant"], row["version"]) == (probability, variant, version)
+        assert row["request_id"] == answer["request_id"]
+        assert row["features"] == {name: None if pd.isna(value) else value for name, value in frame.iloc[i].items()}
 
 
 def test_empty_batch_oversized_batch_and_oversized_body(client, served: Served) -> None:

@@ -29,7 +29,7 @@ def prediction_log(url: str, errors: list[str] | None = None, **kwargs) -> Predi
     gateway = RedisGateway(
         client, CircuitBreaker(threshold=2, cooldown_s=60), (errors if errors is not None else []).append
     )
-    return PredictionLog(gateway, "predictions", **{"max_length": 1000, **kwargs})
+    return PredictionLog(gateway, "predictions", **{"max_rows": 1000, "flush_interval_s": 60, **kwargs})
 
 
 def test_an_entry_holds_every_row_of_a_group_and_reads_back_row_by_row(redis_server) -> None:
@@ -65,18 +65,18 @@ def test_the_writer_thread_sends_queued_entries_without_a_flush_call(redis_serve
 
 
 def test_close_sends_what_is_still_queued(redis_server) -> None:
-    log = prediction_log(redis_server.url, flush_interval_s=60)
+    log = prediction_log(redis_server.url)
     log.append([group(f"r{i}", [0.1]) for i in range(3)])
     log.close()
     assert redis.Redis.from_url(redis_server.url).xlen("predictions") == 3
 
 
 def test_the_stream_is_capped(redis_server) -> None:
-    log = prediction_log(redis_server.url, max_length=50, flush_interval_s=60)
+    log = prediction_log(redis_server.url, max_rows=50)
     log.append([group(f"r{i}", [i / 1000]) for i in range(1200)])  # more than one pipeline's worth
     assert log.flush() == 1200
     raw = redis.Redis.from_url(redis_server.url)
-    assert 50 <= raw.xlen("predictions") < 1200  # approximate trimming keeps about max_length
+    assert 50 <= raw.xlen("predictions") < 1200  # one row per entry: approximate trimming keeps about max_rows
     ((_, last),) = raw.xrevrange("predictions", count=1)
     assert rows_of(last)[0]["request_id"] == "r1199"
 
@@ -84,7 +84,7 @@ def test_the_stream_is_capped(redis_server) -> None:
 def test_redis_down_drops_and_counts_rows_and_a_full_queue_drops_the_oldest(redis_server) -> None:
     dropped: list[int] = []
     errors: list[str] = []
-    log = prediction_log(redis_server.url, errors, flush_interval_s=60, max_pending=2, on_drop=dropped.append)
+    log = prediction_log(redis_server.url, errors, max_pending=2, on_drop=dropped.append)
     log.append([group("old", [0.1, 0.2]), group("mid", [0.3]), group("new", [0.4])])
     assert dropped == [2]  # "old" (two rows) made way
     redis_server.stop()
@@ -93,3 +93,29 @@ def test_redis_down_drops_and_counts_rows_and_a_full_queue_drops_the_oldest(redi
     log.append([group("later", [0.5])])
     assert log.flush() == 0  # the breaker is not open yet after one failure: a second try, also failed
     assert dropped == [2, 2, 1] and errors == ["log_append", "log_append"]
+
+
+def test_the_cap_counts_rows_not_entries(redis_server) -> None:
+    log = prediction_log(redis_server.url, max_rows=1000)
+    two_rows = LoggedGroup(1.0, "r", "credit", "3", "A", {"Age": [1.0, 2.0]}, [0.1, 0.2], [None, None])
+    log.append([two_rows] * 5000)
+    log.flush()
+    rows = sum(int(entry[b"rows"]) for _, entry in redis.Redis.from_url(redis_server.url).xrange("predictions"))
+    assert 1000 <= rows < 5000  # about max_rows rows (500 entries of 2), trimmed approximately
+
+
+def test_an_entry_that_cannot_be_encoded_is_dropped_alone_and_counted(redis_server) -> None:
+    dropped: list[int] = []
+    log = prediction_log(redis_server.url, on_drop=dropped.append)
+    bad = LoggedGroup(1.0, "bad", "credit", "3", "A", {"Home": ["\ud800"]}, [0.1], [None])
+    log.append([group("r1", [0.1]), bad, group("r2", [0.2])])
+    assert log.flush() == 2 and dropped == [1]
+    entries = redis.Redis.from_url(redis_server.url).xrange("predictions")
+    assert [rows_of(entry)[0]["request_id"] for _, entry in entries] == ["r1", "r2"]
+
+
+def test_after_close_an_append_is_sent_at_once(redis_server) -> None:
+    log = prediction_log(redis_server.url)
+    log.close()
+    log.append([group("late", [0.3])])
+    assert redis.Redis.from_url(redis_server.url).xlen("predictions") == 1

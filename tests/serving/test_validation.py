@@ -106,3 +106,28 @@ def test_a_large_batch_gives_the_same_columns_as_row_by_row_parsing() -> None:
         np.testing.assert_array_equal(whole.inputs[name], stacked)
         assert whole.inputs[name].flags["C_CONTIGUOUS"]
     assert whole.canonical_rows == [row for parsed in one_by_one for row in parsed.canonical_rows]
+
+
+def test_a_large_batch_with_a_few_bad_values_names_exactly_those_rows() -> None:
+    rows = [{"values": [i, "rent", i * 2.0]} for i in range(1000)]
+    rows[17] = {"values": ["x", "rent", 1.0]}
+    rows[512] = {"values": [1, 5, float("inf")]}
+    rows[999] = {"features": {"Age": 1, "Home": "rent", "Income": True}}
+    errors = errors_of(rows)
+    assert [(e["row"], e["field"]) for e in errors] == [(17, "Age"), (512, "Home"), (512, "Income"), (999, "Income")]
+
+
+def test_the_slow_path_builds_the_same_columns_as_the_fast_one() -> None:
+    fast = parse_rows([{"values": [1, "rent", None]}, {"values": [2, None, 3.5]}], SCHEMA)
+    # A NaN category (allowed: it means missing) sends the categorical column down the value-by-value path.
+    slow = parse_rows([{"values": [1, "rent", None]}, {"values": [2, float("nan"), 3.5]}], SCHEMA)
+    for name in SCHEMA.features:
+        np.testing.assert_array_equal(fast.inputs[name], slow.inputs[name])
+    assert fast.columns == slow.columns
+
+
+def test_row_level_applicant_ids_refuse_booleans_and_other_types() -> None:
+    errors = errors_of(
+        [{"values": [1, "rent", 1], "applicant_id": False}, {"values": [1, "rent", 1], "applicant_id": 1.5}]
+    )
+    assert [(e["row"], e["field"]) for e in errors] == [(0, "applicant_id"), (1, "applicant_id")]
