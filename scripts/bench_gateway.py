@@ -20,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -136,7 +137,7 @@ def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -
             raise SystemExit(f"error: {ready_url} not ready; see {log}")
         yield
     finally:
-        stop_group(process.pid, timeout=30)
+        stop_group(process.pid, timeout=30, process=process)
         process.wait(10)
 
 
@@ -170,92 +171,80 @@ def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     single, batch = applicant_rows(500), applicant_rows(100 * 50)
     batches = [batch[i : i + 100] for i in range(0, len(batch), 100)]
-    results: list[dict[str, object]] = []
+    plans: list[Plan] = []
 
-    def record(target: str, scenario: str, rounds: list[dict[str, float]], rows: int) -> None:
-        rps = statistics.median(r["rps"] for r in rounds)
-        results.append(
-            {
-                "server": target,
-                "scenario": scenario,
-                "req/s": round(rps),
-                "rows/s": round(rps * rows),
-                "p50 ms": round(statistics.median(r["p50"] for r in rounds), 2),
-                "p99 ms": round(statistics.median(r["p99"] for r in rounds), 2),
-                "failed": int(sum(r["errors"] for r in rounds)),
+    def standard(server_label: str, url: str, one: list[str], hundred: list[str]) -> None:
+        plans.append(Plan(server_label, "1 row, c=1", url, lambda: one, 1, 1))
+        plans.append(Plan(server_label, "1 row, c=8", url, lambda: one, 8, 1))
+        plans.append(Plan(server_label, "100 rows, c=4", url, lambda: hundred, 4, 100))
+
+    with ExitStack() as running:
+        # Every server is started first and each round measures all of them in turn: this machine's speed drifts by
+        # tens of percent over minutes, and measuring one server after another would compare different machines.
+        if "gateway" in arguments.only:
+            port = free_port()
+            gateway_env = {
+                **env,
+                "SERVING_MODEL_NAME": arguments.model,
+                "SERVING_BIND": f"127.0.0.1:{port}",
+                "SERVING_WORKERS": "2",
+                "SERVING_RELOAD_INTERVAL_S": "0",
+                "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"),
             }
-        )
-        print(results[-1], file=sys.stderr, flush=True)
-
-    def measure(
-        target: str, scenario: str, url: str, bodies: list[str], connections: int, rows: int, keep_alive: bool = False
-    ) -> None:
-        rounds = [wrk(url, bodies, connections, arguments.duration, keep_alive) for _ in range(arguments.rounds)]
-        record(target, scenario, rounds, rows)
-
-    def standard(target: str, url: str, one: list[str], hundred: list[str]) -> None:
-        measure(target, "1 row, c=1", url, one, 1, 1)
-        measure(target, "1 row, c=8", url, one, 8, 1)
-        measure(target, "100 rows, c=4", url, hundred, 4, 100)
-
-    if "gateway" in arguments.only:
-        port = free_port()
-        gateway_env = {
-            **env,
-            "SERVING_MODEL_NAME": arguments.model,
-            "SERVING_BIND": f"127.0.0.1:{port}",
-            "SERVING_WORKERS": "2",
-            "SERVING_RELOAD_INTERVAL_S": "0",
-            "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"),
-        }
-        ready = f"http://127.0.0.1:{port}/ready"
-        with server([sys.executable, "-m", "serving"], gateway_env, ready, logs / "gateway.log"):
+            ready = f"http://127.0.0.1:{port}/ready"
+            running.enter_context(server([sys.executable, "-m", "serving"], gateway_env, ready, logs / "gateway.log"))
             base = f"http://127.0.0.1:{port}"
             one = [gateway_body([row]) for row in single]
-            ab = "gateway /predict_ab (A/B on, cache off)"
-            standard(ab, f"{base}/predict_ab", one, [gateway_body(b) for b in batches])
-            # Hits and misses alternate round by round, so that drift in the machine's speed hits both alike.
+            standard("gateway /predict_ab (A/B on, cache off)", f"{base}/predict_ab", one,
+                     [gateway_body(b) for b in batches])  # fmt: skip
             hit = [gateway_body([single[0]])]
             headers = {"Content-Type": "application/json"}
             requests.post(f"{base}/predict_cached", data=hit[0], headers=headers, timeout=5)
-            cached = f"{base}/predict_cached"
             novel = iter(range(int(time.time()) * 1000, 10**15))  # Amount values no earlier run has cached
 
-            def unseen_rows() -> list[str]:
+            def unseen_rows() -> list[str]:  # fresh for every round: a miss must really miss
                 return [gateway_body([dict(row, Amount=next(novel))]) for row in applicant_rows(50_000)]
 
             for connections in (1, 8):
-                hits, misses = [], []
-                for _ in range(arguments.rounds):
-                    hits.append(wrk(cached, hit, connections, arguments.duration))
-                    misses.append(wrk(cached, unseen_rows(), connections, arguments.duration))
-                record("gateway /predict_cached", f"1 row, c={connections}, cache hit", hits, 1)
-                record("gateway /predict_cached", f"1 row, c={connections}, cache miss", misses, 1)
+                cached = f"{base}/predict_cached"
+                plans.append(Plan("gateway /predict_cached", f"1 row, c={connections}, cache hit", cached,
+                                  lambda: hit, connections, 1))  # fmt: skip
+                plans.append(Plan("gateway /predict_cached", f"1 row, c={connections}, cache miss", cached,
+                                  unseen_rows, connections, 1))  # fmt: skip
 
-    for target, label, model_uri, make_body in (
-        ("mlflow-onnx", "mlflow models serve, ONNX (inputs)", f"models:/{arguments.model}/{production.version}",
-         tensor_body),
-        ("mlflow-sklearn", "mlflow models serve, sklearn (dataframe_split)", sklearn_uri, dataframe_body),
-    ):  # fmt: skip
-        if target not in arguments.only:
-            continue
-        port = free_port()
-        command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        command += ["-w", "2", "-h", "127.0.0.1", "-p", str(port)]
-        with server(command, env, f"http://127.0.0.1:{port}/ping", logs / f"{target}.log"):
+        for name, label, model_uri, make_body in (
+            ("mlflow-onnx", "mlflow models serve, ONNX (inputs)", f"models:/{arguments.model}/{production.version}",
+             tensor_body),
+            ("mlflow-sklearn", "mlflow models serve, sklearn (dataframe_split)", sklearn_uri, dataframe_body),
+        ):  # fmt: skip
+            if name not in arguments.only:
+                continue
+            port = free_port()
+            command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+            command += ["-w", "2", "-h", "127.0.0.1", "-p", str(port)]
+            running.enter_context(server(command, env, f"http://127.0.0.1:{port}/ping", logs / f"{name}.log"))
             url = f"http://127.0.0.1:{port}/invocations"
-            one = [make_body([r], schema) for r in single]
-            standard(label, url, one, [make_body(b, schema) for b in batches])
-            measure(label, "1 row, c=8, kept-alive connections", url, one, 8, 1, keep_alive=True)
+            mlflow_one = [make_body([r], schema) for r in single]
+            standard(label, url, mlflow_one, [make_body(b, schema) for b in batches])
+            plans.append(Plan(label, "1 row, c=8, kept-alive connections", url, lambda b=mlflow_one: b, 8, 1, True))
 
-    if "bare" in arguments.only:
-        port = free_port()
-        bare_env = {**env, "BARE_ONNX_PATH": str(resolved.onnx_path), "PYTHONPATH": str(REPO)}
-        command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "scripts.bare_onnx_app:app"]
-        with server(command, bare_env, f"http://127.0.0.1:{port}/ping", logs / "bare.log"):
+        if "bare" in arguments.only:
+            port = free_port()
+            bare_env = {**env, "BARE_ONNX_PATH": str(resolved.onnx_path), "PYTHONPATH": str(REPO)}
+            command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+                       "scripts.bare_onnx_app:app"]  # fmt: skip
+            running.enter_context(server(command, bare_env, f"http://127.0.0.1:{port}/ping", logs / "bare.log"))
             url = f"http://127.0.0.1:{port}/invocations"
-            one = [tensor_body([r], schema) for r in single]
-            standard("bare Flask + ONNX (ceiling)", url, one, [tensor_body(b, schema) for b in batches])
+            standard("bare Flask + ONNX (ceiling)", url, [tensor_body([r], schema) for r in single],
+                     [tensor_body(b, schema) for b in batches])  # fmt: skip
+
+        measured: list[list[dict[str, float]]] = [[] for _ in plans]
+        for round_number in range(1, arguments.rounds + 1):
+            for plan, rounds in zip(plans, measured, strict=True):
+                rounds.append(wrk(plan.url, plan.bodies(), plan.connections, arguments.duration, plan.keep_alive))
+                print(f"round {round_number}: {plan.server} | {plan.scenario}: {rounds[-1]}", file=sys.stderr,
+                      flush=True)  # fmt: skip
+    results = [summary(plan, rounds) for plan, rounds in zip(plans, measured, strict=True)]
     table = markdown(results)
     if {"gateway", "mlflow-onnx", "mlflow-sklearn", "bare"} <= set(arguments.only):
         table += "\n\n" + target_check(results)
@@ -263,6 +252,32 @@ def main() -> int:
     if arguments.output:
         arguments.output.write_text(table + "\n")
     return 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One row of the table: a server, a scenario and how to load it."""
+
+    server: str
+    scenario: str
+    url: str
+    bodies: Callable[[], list[str]]
+    connections: int
+    rows: int  # per request
+    keep_alive: bool = False
+
+
+def summary(plan: Plan, rounds: list[dict[str, float]]) -> dict[str, object]:
+    rps = statistics.median(r["rps"] for r in rounds)
+    return {
+        "server": plan.server,
+        "scenario": plan.scenario,
+        "req/s": round(rps),
+        "rows/s": round(rps * plan.rows),
+        "p50 ms": round(statistics.median(r["p50"] for r in rounds), 2),
+        "p99 ms": round(statistics.median(r["p99"] for r in rounds), 2),
+        "failed": int(sum(r["errors"] for r in rounds)),
+    }
 
 
 def target_check(results: list[dict[str, object]]) -> str:

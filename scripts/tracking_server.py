@@ -77,10 +77,12 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
     raise RuntimeError(f"MLflow server at {url} not healthy after {timeout:.0f} s; see {log_path}")
 
 
-def stop_group(pid: int, timeout: float = 10.0) -> None:
+def stop_group(pid: int, timeout: float = 10.0, process: subprocess.Popen | None = None) -> None:
     """SIGTERM the server's process group; SIGKILL it if it is still there after `timeout` s.
 
-    MLflow's queue consumers can take far longer than that to act on SIGTERM.
+    MLflow's queue consumers can take far longer than that to act on SIGTERM. Pass `process` when the group's leader
+    is a child of this process: until it is reaped it stays in the group as a zombie, and the wait would always last
+    the whole timeout.
     """
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -88,11 +90,13 @@ def stop_group(pid: int, timeout: float = 10.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None:
+            process.poll()
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -100,7 +104,7 @@ def stop_group(pid: int, timeout: float = 10.0) -> None:
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    stop_group(process.pid, timeout)
+    stop_group(process.pid, timeout, process)
     try:
         process.wait(5)
     except subprocess.TimeoutExpired:

@@ -86,7 +86,7 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
         pytest.fail(f"gateway not ready: {log_path.read_text()[-3000:]}")
     yield Gateway(process, url, log_path, redis_server.url)
     # The whole group: SIGKILL to the master alone would orphan its workers.
-    stop_group(process.pid, timeout=30)
+    stop_group(process.pid, timeout=30, process=process)
     process.wait(10)
     redis_server.stop()
 
