@@ -163,12 +163,15 @@ class PredictionLog:
             writer.join(timeout=5)
         self.flush()
 
+    def _writer_running(self) -> bool:
+        return self._writer_pid == os.getpid() and self._writer is not None and self._writer.is_alive()
+
     def _ensure_writer(self) -> None:
         # Started lazily and per process: a thread does not survive gunicorn's fork.
-        if self._writer_pid == os.getpid() and self._writer is not None and self._writer.is_alive():
+        if self._writer_running():
             return
         with self._lock:
-            if self._writer_pid == os.getpid() and self._writer is not None and self._writer.is_alive():
+            if self._writer_running():
                 return
             self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._writer_pid = os.getpid()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,7 @@ from serving.metrics import GatewayMetrics, observe
 from serving.model_store import LoadedModel, ModelStore
 from serving.prediction_log import LoggedGroup, PredictionLog
 from serving.router import VARIANT_A, VARIANT_B, ABRouter
-from serving.validation import ParsedBatch, RowsInvalidError
-
-VARIANT_ALIAS = {VARIANT_A: PRODUCTION_ALIAS, VARIANT_B: STAGING_ALIAS}
+from serving.validation import ParsedBatch, RowsInvalidError, require_rows
 
 
 @dataclass
@@ -32,17 +29,22 @@ class Scored:
     cache_hits: int = 0
 
 
-def _parse(
-    rows: Sequence[Any], model: LoadedModel, applicant_id: str | int | None, offset_map: list[int]
-) -> ParsedBatch:
+def _invalid_rows(
+    error: RowsInvalidError, offset_map: list[int], message: str = "some rows do not match the model's feature schema"
+) -> ApiError:
+    """The 422 for rows a model's parser refused, with row numbers of the whole request (`offset_map`)."""
+    details = [
+        {**e.as_dict(), "row": offset_map[e.row] if e.row is not None and e.row < len(offset_map) else e.row}
+        for e in error.errors
+    ]
+    return ApiError(422, "invalid_rows", message, details)
+
+
+def _parse(rows: list[Any], model: LoadedModel, applicant_id: str | int | None, offset_map: list[int]) -> ParsedBatch:
     try:
-        return model.parser.parse(list(rows), None if applicant_id is None else str(applicant_id))
+        return model.parser.parse(rows, None if applicant_id is None else str(applicant_id))
     except RowsInvalidError as error:
-        details = [
-            {**e.as_dict(), "row": offset_map[e.row] if e.row is not None and e.row < len(offset_map) else e.row}
-            for e in error.errors
-        ]
-        raise ApiError(422, "invalid_rows", "some rows do not match the model's feature schema", details) from None
+        raise _invalid_rows(error, offset_map) from None
 
 
 def _subset(inputs: dict[str, np.ndarray], index: list[int]) -> dict[str, np.ndarray]:
@@ -79,11 +81,11 @@ class PredictionService:
             raise ApiError(503, "model_unavailable", f"no {alias} model is loaded")
         return model
 
-    def _check_batch(self, rows: Sequence[Any]) -> None:
-        if not isinstance(rows, list) or not rows:
-            raise ApiError(422, "invalid_rows", "the batch must be a non-empty list of rows", [
-                {"row": None, "field": "batch", "message": "must be a non-empty list of rows"}
-            ])  # fmt: skip
+    def _check_batch(self, rows: Any) -> None:
+        try:
+            require_rows(rows)
+        except RowsInvalidError as error:
+            raise _invalid_rows(error, [], "the batch must be a non-empty list of rows") from None
         if len(rows) > self.max_batch_rows:
             raise ApiError(413, "batch_too_large", f"{len(rows)} rows; at most {self.max_batch_rows} per request")
 
@@ -105,7 +107,7 @@ class PredictionService:
             self.metrics.cache.labels(result="miss").inc(len(missing))
         return probabilities, hits
 
-    def predict(self, rows: Sequence[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:
+    def predict(self, rows: list[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:
         self._check_batch(rows)
         model = self._model(PRODUCTION_ALIAS)
         parsed = _parse(rows, model, applicant_id, list(range(len(rows))))
@@ -115,7 +117,7 @@ class PredictionService:
         return Scored(probabilities.tolist(), variants, {VARIANT_A: model}, hits)
 
     def predict_ab(
-        self, rows: Sequence[Any], applicant_id: str | int | None, forced: str | None, request_id: str
+        self, rows: list[Any], applicant_id: str | int | None, forced: str | None, request_id: str
     ) -> Scored:
         self._check_batch(rows)
         production = self._model(PRODUCTION_ALIAS)

@@ -140,6 +140,13 @@ def _column_errors(name: str, values: list[Any], numeric: bool, rows: list[int])
     ]
 
 
+def require_rows(batch: Any) -> list[Any]:
+    """The batch itself: a non-empty list (checked before anything counts or routes its rows)."""
+    if not isinstance(batch, list) or not batch:
+        raise RowsInvalidError([FieldError(None, "batch", "must be a non-empty list of rows")])
+    return batch
+
+
 class RowParser:
     """Rows -> ONNX input columns for one feature schema (built once per loaded model, used for every request)."""
 
@@ -158,8 +165,7 @@ class RowParser:
         The numeric values of the whole batch are checked with one type scan and converted with one numpy call, which
         keeps a 1,000-row batch cheap; only when that fails is each column walked value by value to name every bad row.
         """
-        if not isinstance(batch, list) or not batch:
-            raise RowsInvalidError([FieldError(None, "batch", "must be a non-empty list of rows")])
+        require_rows(batch)
         features, errors = self.features, []
         value_rows: list[Sequence[Any]] = []
         row_numbers: list[int] = []
