@@ -151,6 +151,10 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="+", choices=SERVERS, default=list(SERVERS), help="servers to measure (default: all)"
     )
+    parser.add_argument(
+        "--scenarios", nargs="+", default=None, metavar="SCENARIO",
+        help='measure only these scenarios, named as in the table (e.g. "1 row, c=8" "100 rows, c=4")',
+    )  # fmt: skip
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("error: wrk is not installed (apt-get install wrk)")
@@ -238,6 +242,8 @@ def main() -> int:
             standard("bare Flask + ONNX (ceiling)", url, [tensor_body([r], schema) for r in single],
                      [tensor_body(b, schema) for b in batches])  # fmt: skip
 
+        if arguments.scenarios:
+            plans = [plan for plan in plans if plan.scenario in arguments.scenarios]
         measured: list[list[dict[str, float]]] = [[] for _ in plans]
         for round_number in range(1, arguments.rounds + 1):
             for plan, rounds in zip(plans, measured, strict=True):
@@ -246,7 +252,7 @@ def main() -> int:
                       flush=True)  # fmt: skip
     results = [summary(plan, rounds) for plan, rounds in zip(plans, measured, strict=True)]
     table = markdown(results)
-    if {"gateway", "mlflow-onnx", "mlflow-sklearn", "bare"} <= set(arguments.only):
+    if {"gateway", "mlflow-onnx", "mlflow-sklearn", "bare"} <= set(arguments.only) and not arguments.scenarios:
         table += "\n\n" + target_check(results)
     print(table)
     if arguments.output:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
-import time
 from typing import Any
 
 import redis
@@ -18,6 +16,7 @@ from serving import schemas
 from serving.cache import PredictionCache
 from serving.errors import ApiError, register_error_handlers, validation_error_response
 from serving.fast_json import OrjsonProvider
+from serving.logs import AccessLog
 from serving.metrics import create_metrics
 from serving.model_store import ALIASES, LoadedModel, ModelStore, RefreshReport
 from serving.prediction_log import PredictionLog
@@ -25,9 +24,9 @@ from serving.predictor import PredictionService, Scored
 from serving.redis_gateway import CircuitBreaker, RedisGateway
 from serving.router import ABRouter
 from serving.settings import ServingSettings
+from serving.telemetry import install_request_telemetry
 
 logger = logging.getLogger(__name__)
-access_log = logging.getLogger("serving.access")
 
 PREDICTION = Tag(name="prediction", description="Probability of default for credit applications")
 OPERATIONS = Tag(name="operations", description="Health, readiness, loaded models, reload")
@@ -99,33 +98,17 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
         {"settings": settings, "model_store": store, "prediction_service": service, "gateway_metrics": metrics}
     )
 
-    @app.before_request
-    def _start() -> None:
-        g.request_id = request.headers.get("X-Request-ID") or os.urandom(16).hex()
-        g.started = time.perf_counter()
-        g.log_fields = {}
-        if request.method == "POST":
-            # Read (and cache) the body here so an oversized one is a 413, not a JSON error. A declared length is
-            # checked by Werkzeug; a chunked body is cut at the limit without an error, so reaching it means too big.
-            body = request.get_data(cache=True)
-            if request.content_length is None and len(body) >= settings.max_body_bytes:
-                raise ApiError(413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes")
+    install_request_telemetry(app, metrics, AccessLog())
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        if request.endpoint not in {"prometheus_metrics", None}:
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": g.get("request_id"),
-                    "endpoint": request.endpoint,
-                    "status": response.status_code,
-                    "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1e3, 3),
-                    **g.get("log_fields", {}),
-                },
-            )
-        return response
+    @app.before_request
+    def _refuse_oversized_chunked_bodies() -> None:
+        # A declared Content-Length over the limit is refused by Werkzeug (413) when the body is read. A chunked body
+        # has none: Werkzeug cuts it at the limit without an error, so it is read (and cached) here, and reaching the
+        # limit means too big (otherwise the cut body would surface as a JSON error).
+        current = request._get_current_object()  # noqa: SLF001 - one proxy lookup; this runs on every request
+        if current.content_length is None and current.method == "POST":
+            if len(current.get_data(cache=True)) >= settings.max_body_bytes:
+                raise ApiError(413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes")
 
     def model_ref(model: Any) -> dict[str, str]:
         return {"name": model.name, "version": model.version, "alias": model.alias}

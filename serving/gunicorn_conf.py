@@ -17,6 +17,9 @@ worker_class = "sync"
 timeout = int(os.environ.get("SERVING_TIMEOUT_S", "30"))
 graceful_timeout = 20  # SIGTERM: finish in-flight requests for up to this long, then exit
 keepalive = 5
+# The heartbeat touches a file in this folder on every request loop: on tmpfs that is a memory write, on a disk-backed
+# (or overlay) filesystem a metadata update that can stall a worker. gunicorn's docs suggest /dev/shm.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 wsgi_app = "serving.wsgi:app"
 accesslog = None  # the app writes one structured JSON line per request instead
 errorlog = "-"

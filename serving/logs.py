@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from datetime import UTC, datetime
+from typing import IO, Any
 
 import orjson
 
@@ -12,10 +15,15 @@ import orjson
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+def timestamp(seconds: float) -> str:
+    """ISO 8601 in UTC with milliseconds: 2026-11-27T03:36:05.629+00:00."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -28,8 +36,57 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class _Clock:
+    """`timestamp(time.time())` for the access line, formatting the date and time once per second (a third of the
+    cost of building a datetime for every request)."""
+
+    def __init__(self) -> None:
+        self._formatted = (-1, "")  # (second, its date and time): one attribute, so threads see both or neither
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        formatted_second, prefix = self._formatted
+        if second != formatted_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._formatted = (second, prefix)
+        return f"{prefix}.{int((now - second) * 1000):03d}+00:00"
+
+
+class AccessLog:
+    """One JSON line per request on stdout, shaped like JsonFormatter's lines (logger "serving.access").
+
+    The line is written straight to stdout's byte stream: it is the one record of every request, and the logging
+    module's path (a LogRecord, handler lock, formatter walking the record's attributes) cost ~25 µs of a ~1 ms
+    request in microbenchmarks and several times that under load. Whether it is written still follows the logging
+    configuration: the line goes out only while the "serving.access" logger is enabled for INFO.
+    """
+
+    name = "serving.access"
+
+    def __init__(self, stream: IO[bytes] | None = None):
+        self._stream = stream  # None: sys.stdout's buffer at the time of writing (gunicorn and tests swap stdout)
+        self._logger = logging.getLogger(self.name)
+        self._lock = threading.Lock()  # one line per write, whole, also under threaded workers
+        self._clock = _Clock()
+
+    def write(self, fields: dict[str, Any]) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        line = {"ts": self._clock.now(), "level": "info", "logger": self.name, "message": "request", **fields}
+        data = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        stream = self._stream or sys.stdout.buffer
+        with self._lock:
+            stream.write(data)
+            stream.flush()
+
+
 def configure_json_logging(level: str = "INFO") -> None:
     """Called once by the process entry point (gunicorn config or `python -m serving`), never at import."""
+    # Per-record work nobody reads (the formatter writes none of these): the caller's file and line (a stack walk),
+    # thread, process and multiprocessing names. The logging HOWTO's "Optimization" section lists these switches.
+    logging._srcfile = None  # noqa: SLF001
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -21,6 +21,8 @@ PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
 @dataclass
 class GatewayMetrics:
     exporter: PrometheusMetrics
+    request_latency: Histogram  # recorded by telemetry.py's hooks
+    requests: Counter
     predictions: Counter
     probability: Histogram
     cache: Counter
@@ -35,20 +37,31 @@ def multiprocess_mode() -> bool:
 
 
 def create_metrics(app: Flask) -> GatewayMetrics:
-    # A registry per app keeps test apps independent; in multiprocess mode samples live in files anyway.
+    # A registry per app keeps test apps independent; in multiprocess mode samples live in files anyway. The
+    # exporter's own per-request hooks are off: telemetry.py records the same request series for less.
     registry = CollectorRegistry(auto_describe=True)
     if multiprocess_mode():
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, group_by="endpoint", registry=registry)
+        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, export_defaults=False, registry=registry)
     else:
-        exporter = PrometheusMetrics(app, group_by="endpoint", registry=registry)
+        exporter = PrometheusMetrics(app, export_defaults=False, registry=registry)
     gauge_mode = {"multiprocess_mode": "liveall"} if multiprocess_mode() else {}
     # In multiprocess mode samples go to files that the exporter's MultiProcessCollector reads; registering the
     # metrics as well would report them twice.
     own = None if multiprocess_mode() else registry
     return GatewayMetrics(
         exporter=exporter,
+        # The names, labels and buckets prometheus-flask-exporter's defaults use, so dashboards built for it work.
+        request_latency=Histogram(
+            "flask_http_request_duration_seconds",
+            "Flask HTTP request duration in seconds",
+            ["method", "endpoint", "status"],
+            registry=own,
+        ),
+        requests=Counter(
+            "flask_http_request_total", "Total number of HTTP requests", ["method", "status"], registry=own
+        ),
         predictions=Counter("gateway_predictions_total", "Rows scored", ["variant", "model_version"], registry=own),
         probability=Histogram(
             "gateway_probability_of_default",

@@ -1,14 +1,15 @@
 """The prediction log: every scored row, appended to a capped Redis Stream for the drift job.
 
-One stream entry holds the rows one model scored in one request (columnar JSON), so a 100-row batch is one XADD, not
-100. Requests only queue their entries; a background thread sends what is queued in one pipeline every
-`flush_interval_s`, which keeps the Redis round trip off the request path. Like the cache it fails open: the entries
-of a failed write are dropped and their rows counted, and so are the oldest queued entries beyond `max_pending`
-(Redis away for long). `close()` flushes what is left; gunicorn calls it when a worker exits (gunicorn_conf.py).
+Requests only queue what they scored (one `LoggedGroup` per request and model); a background thread sends the queue
+every `flush_interval_s` and packs it into few entries: one entry holds the groups of many requests, up to about
+`entry_max_rows` rows, so a busy gateway writes a handful of XADDs per interval instead of one per request (each XADD
+cost ~20 µs of the worker's CPU, more than scoring a row). Like the cache it fails open: the groups of a failed write
+are dropped and their rows counted, and so are the oldest queued groups beyond `max_pending` (Redis away for long).
+`close()` flushes what is left; gunicorn calls it when a worker exits (gunicorn_conf.py).
 
-Entry fields (strings): ts (Unix seconds), variant, version, rows, and data: JSON with request_id, model, features
-(feature -> list of values in row order, null = missing), probabilities and applicant_ids (null = none) in that order.
-`rows_of` turns an entry back into one dict per row.
+Entry fields (strings): `rows` (scored rows in the entry) and `data`, a JSON array with one object per group:
+ts (Unix seconds), request_id, model, version, variant, features (feature -> list of values in row order, null =
+missing), probabilities and applicant_ids (null = none). `rows_of` turns an entry back into one dict per row.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from serving.redis_gateway import RedisGateway
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_ENTRIES = 500  # entries per pipeline: bounds one write's size when a backlog is flushed
+PIPELINE_ENTRIES = 100  # XADDs per pipeline: bounds one write's size when a backlog is flushed
 
 
 @dataclass(frozen=True)
 class LoggedGroup:
-    """The rows one model scored in one request: one entry of the stream."""
+    """The rows one model scored in one request."""
 
     timestamp: float
     request_id: str
@@ -44,41 +45,62 @@ class LoggedGroup:
     probabilities: list[float]
     applicant_ids: list[str | None]
 
-    def as_entry(self) -> dict[str, str]:
-        # Few fields and one JSON document: packing an XADD costs per field, and this runs for every request.
-        data = {
-            "request_id": self.request_id,
-            "model": self.model,
-            "features": self.columns,
-            "probabilities": self.probabilities,
-            "applicant_ids": self.applicant_ids,
-        }
-        return {
-            "ts": f"{self.timestamp:.3f}",
-            "variant": self.variant,
-            "version": self.version,
-            "rows": str(len(self.probabilities)),
-            "data": orjson.dumps(data).decode(),
-        }
+    def encoded(self) -> bytes:
+        """The group as one JSON object of an entry's `data` array."""
+        return orjson.dumps(
+            {
+                "ts": round(self.timestamp, 3),
+                "request_id": self.request_id,
+                "model": self.model,
+                "version": self.version,
+                "variant": self.variant,
+                "features": self.columns,
+                "probabilities": self.probabilities,
+                "applicant_ids": self.applicant_ids,
+            }
+        )
 
 
 def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]:
-    """One stream entry back as one dict per scored row (what the drift job reads)."""
-    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-              for k, v in entry.items()}  # fmt: skip
-    data = json.loads(fields["data"])
-    columns: dict[str, list[object]] = data["features"]
-    shared = {"ts": float(fields["ts"]), "request_id": data["request_id"], "model": data["model"],
-              "version": fields["version"], "variant": fields["variant"]}  # fmt: skip
-    return [
-        {
-            **shared,
-            "features": {name: values[i] for name, values in columns.items()},
-            "probability": probability,
-            "applicant_id": data["applicant_ids"][i],
-        }  # fmt: skip
-        for i, probability in enumerate(data["probabilities"])
-    ]
+    """One stream entry back as one dict per scored row, in the order they were scored (what the drift job reads)."""
+    data = entry.get(b"data", entry.get("data"))
+    rows = []
+    for group in json.loads(data):
+        columns: dict[str, list[object]] = group["features"]
+        shared = {key: group[key] for key in ("ts", "request_id", "model", "version", "variant")}
+        rows.extend(
+            {
+                **shared,
+                "features": {name: values[i] for name, values in columns.items()},
+                "probability": probability,
+                "applicant_id": group["applicant_ids"][i],
+            }
+            for i, probability in enumerate(group["probabilities"])
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class _Entry:
+    data: bytes  # the JSON array of the entry's groups
+    rows: int
+    groups: int
+
+
+def _packed(encoded: list[tuple[bytes, int]], entry_max_rows: int) -> list[_Entry]:
+    """Encoded groups (JSON, rows) joined into entries of about `entry_max_rows` rows; a group is never split."""
+    entries: list[_Entry] = []
+    parts: list[bytes] = []
+    rows = 0
+    for part, group_rows in encoded:
+        parts.append(part)
+        rows += group_rows
+        if rows >= entry_max_rows:
+            entries.append(_Entry(b"[" + b",".join(parts) + b"]", rows, len(parts)))
+            parts, rows = [], 0
+    if parts:
+        entries.append(_Entry(b"[" + b",".join(parts) + b"]", rows, len(parts)))
+    return entries
 
 
 class PredictionLog:
@@ -95,10 +117,12 @@ class PredictionLog:
         max_rows: int,
         flush_interval_s: float = 0.25,
         max_pending: int = 10_000,
+        entry_max_rows: int = 1000,
         on_drop: Callable[[int], None] = lambda rows: None,
     ):
         self.redis, self.stream, self.max_rows = redis_gateway, stream, max_rows
         self.flush_interval_s, self.max_pending, self.on_drop = flush_interval_s, max_pending, on_drop
+        self.entry_max_rows = entry_max_rows
         self._pending: deque[LoggedGroup] = deque()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()  # one writer at a time keeps entries in order
@@ -121,22 +145,23 @@ class PredictionLog:
             self._ensure_writer()
 
     def flush(self) -> int:
-        """Send everything queued now; return the number of entries written."""
+        """Send everything queued now; return the number of groups (requests' rows per model) written."""
         with self._flushing:
             with self._lock:
                 groups = list(self._pending)
                 self._pending.clear()
-            entries: list[tuple[dict[str, str], int]] = []
+            encoded: list[tuple[bytes, int]] = []
             for group in groups:
                 try:
-                    entries.append((group.as_entry(), len(group.probabilities)))
-                except (TypeError, ValueError):  # one bad entry must not take the others with it
+                    encoded.append((group.encoded(), len(group.probabilities)))
+                except (TypeError, ValueError):  # one bad group must not take the others with it
                     logger.exception("prediction log: request %s could not be encoded", group.request_id)
                     self.on_drop(len(group.probabilities))
-            if not entries:
+            if not encoded:
                 return 0
+            entries = _packed(encoded, self.entry_max_rows)
             self._entries_seen += len(entries)
-            self._rows_seen += sum(rows for _, rows in entries)
+            self._rows_seen += sum(entry.rows for entry in entries)
             max_entries = max(1, self.max_rows * self._entries_seen // self._rows_seen)
             sent = 0
 
@@ -145,15 +170,16 @@ class PredictionLog:
                 for start in range(0, len(entries), PIPELINE_ENTRIES):
                     chunk = entries[start : start + PIPELINE_ENTRIES]
                     pipeline = client.pipeline(transaction=False)
-                    for entry, _ in chunk:
-                        pipeline.xadd(self.stream, entry, maxlen=max_entries, approximate=True)
+                    for entry in chunk:
+                        fields = {"rows": str(entry.rows), "data": entry.data}
+                        pipeline.xadd(self.stream, fields, maxlen=max_entries, approximate=True)
                     pipeline.execute()
                     sent += len(chunk)
 
             self.redis.call("log_append", write, None)
             if sent < len(entries):
-                self.on_drop(sum(rows for _, rows in entries[sent:]))
-            return sent
+                self.on_drop(sum(entry.rows for entry in entries[sent:]))
+            return sum(entry.groups for entry in entries[:sent])
 
     def close(self) -> None:
         """Stop the writer and flush what is queued (a worker's last act); later appends are sent at once."""

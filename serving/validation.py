@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -43,13 +44,23 @@ class RowsInvalidError(ValueError):
 class ParsedBatch:
     features: list[str]  # the model's feature order
     inputs: dict[str, np.ndarray]  # feature -> [N,1] array in the graph's dtype
-    columns: dict[str, list[object]]  # feature -> JSON-ready values (None = missing): the prediction log
+    columns: dict[str, list[object]]  # feature -> values as sent, JSON-ready (None = missing): the prediction log
     applicant_ids: list[str | None]
 
     @cached_property
     def canonical_rows(self) -> list[list[object]]:
-        """Per row, values in feature order (None = missing): what a cache key is computed from."""
-        return [list(row) for row in zip(*(self.columns[name] for name in self.features), strict=True)]
+        """Per row, the values the model sees in feature order (None = missing): what a cache key is computed from.
+
+        Taken from the model's inputs, so 30 and 30.0 (or two numbers with the same float32) share a key, as they
+        share a prediction."""
+        columns = []
+        for name in self.features:
+            values = self.inputs[name][:, 0].tolist()
+            if self.inputs[name].dtype == object:
+                columns.append([None if value == MISSING_CATEGORY else value for value in values])
+            else:
+                columns.append([None if value != value else value for value in values])  # NaN -> None
+        return [list(row) for row in zip(*columns, strict=True)]
 
 
 def _numeric(value: Any) -> tuple[float | None, str | None]:
@@ -119,18 +130,19 @@ _PLAIN_NUMBERS = frozenset({int, float, type(None)})  # not bool: True is not a 
 _PLAIN_STRINGS = frozenset({str, type(None)})
 
 
-def _numeric_block(value_rows: list[Sequence[Any]], positions: list[int]) -> np.ndarray | None:
-    """float64 rows x numeric features (NaN = missing) if every value is a usable JSON number or null, else None."""
-    flat = [row[i] for row in value_rows for i in positions]
-    if not set(map(type, flat)) <= _PLAIN_NUMBERS:
+def _numbers(columns: list[Sequence[Any]], rows: int) -> np.ndarray | None:
+    """The numeric features as a float32 features x rows array (NaN = missing) if every value is a JSON number or null
+    within float32's range; None otherwise (the caller then walks the columns to name each bad value)."""
+    if not set(map(type, chain.from_iterable(columns))) <= _PLAIN_NUMBERS:
         return None
     try:
-        block = np.array(flat, dtype=np.float64).reshape(len(value_rows), len(positions))  # null becomes NaN
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
+            numbers = np.array(columns, dtype=np.float32).reshape(len(columns), rows)  # null becomes NaN
     except OverflowError:  # an integer literal beyond float64
         return None
-    if (np.abs(block) > FLOAT32_MAX).any():  # also catches ±inf; NaN compares False
+    if np.isinf(numbers).any():  # ±inf sent, or out of float32's range
         return None
-    return block
+    return numbers
 
 
 def _column_errors(name: str, values: list[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
@@ -162,21 +174,27 @@ class RowParser:
     def parse(self, batch: Any, request_applicant_id: str | None = None) -> ParsedBatch:
         """Validate every row and build the column arrays; raise RowsInvalidError listing every problem.
 
-        The numeric values of the whole batch are checked with one type scan and converted with one numpy call, which
-        keeps a 1,000-row batch cheap; only when that fails is each column walked value by value to name every bad row.
+        Each type's values of the whole batch are checked with one type scan and converted with one numpy call, which
+        keeps a 1,000-row batch cheap; only when that fails is each column walked value by value to name every bad
+        row. The prediction log gets the values as sent (checked), not converted back from the arrays.
         """
         require_rows(batch)
         features, errors = self.features, []
         value_rows: list[Sequence[Any]] = []
         row_numbers: list[int] = []
         applicant_ids: list[str | None] = []
-        names, pick = self._names, self._pick
+        count, pick = len(features), self._pick
         for index, row in enumerate(batch):
+            values = None
             by_name = row.get("features") if type(row) is dict else None
-            if type(by_name) is dict and by_name.keys() == names and len(row) == 1 + ("applicant_id" in row):
-                values = pick(by_name)  # the common case, checked without a function call
-            else:
-                values = _row_values(row, index, features, names, errors)
+            # The common case, checked without a function call: as many names as features, all of them found.
+            if type(by_name) is dict and len(by_name) == count and len(row) == 1 + ("applicant_id" in row):
+                try:
+                    values = pick(by_name)
+                except KeyError:
+                    pass
+            if values is None:
+                values = _row_values(row, index, features, self._names, errors)
             applicant = row.get("applicant_id", request_applicant_id) if isinstance(row, dict) else None
             if applicant is not None and (type(applicant) is bool or not isinstance(applicant, str | int)):
                 errors.append(FieldError(index, "applicant_id", "must be a string or an integer"))
@@ -184,39 +202,42 @@ class RowParser:
             if values is not None:
                 value_rows.append(values)
                 row_numbers.append(index)
-        block = _numeric_block(value_rows, self._numeric)
-        if block is None:  # the slow path: column by column, naming every bad value
-            block = np.full((len(value_rows), len(self._numeric)), np.nan)
-            for j, i in enumerate(self._numeric):
-                values = [row[i] for row in value_rows]
-                problems = _column_errors(features[i], values, True, row_numbers)
-                errors.extend(problems)
-                if not problems:
-                    block[:, j] = [_numeric(value)[0] for value in values]
-        # Column-major: each feature's [N,1] slice is contiguous, so onnxruntime takes it without a copy.
-        numbers = np.asfortranarray(block, dtype=np.float32)
-        inputs: dict[str, np.ndarray] = {}
-        columns: dict[str, list[object]] = {}
-        for j, (i, values) in enumerate(zip(self._numeric, block.T.tolist(), strict=True)):
-            inputs[features[i]] = numbers[:, j : j + 1]
-            columns[features[i]] = [None if value != value else value for value in values]  # NaN -> None
-        for i in self._categorical:
-            name, values = features[i], [row[i] for row in value_rows]
-            if set(map(type, values)) <= _PLAIN_STRINGS:
-                strings = [MISSING_CATEGORY if value is None else value for value in values]
-            else:
-                problems = _column_errors(name, values, False, row_numbers)
-                if problems:
-                    errors.extend(problems)
-                    continue
-                strings = [_categorical(value)[0] for value in values]  # NaN for a category: missing too
-            inputs[name] = np.array(strings, dtype=object).reshape(-1, 1)
-            columns[name] = [None if value == MISSING_CATEGORY else value for value in strings]
+        # One tuple per feature (zip transposes in C): the checks and conversions below work on whole columns.
+        rows = len(value_rows)
+        by_feature = list(zip(*value_rows, strict=True)) if value_rows else [()] * count
+        numeric = [by_feature[i] for i in self._numeric]
+        categorical = [by_feature[i] for i in self._categorical]
+        numbers = _numbers(numeric, rows)
+        if numbers is None:  # the slow path: column by column, naming every bad value
+            for i, values in zip(self._numeric, numeric, strict=True):
+                errors.extend(_column_errors(features[i], values, True, row_numbers))
+        if not set(map(type, chain.from_iterable(categorical))) <= _PLAIN_STRINGS:
+            for i, values in zip(self._categorical, categorical, strict=True):
+                errors.extend(_column_errors(features[i], values, False, row_numbers))
+            # What is left are NaNs sent for a category: missing, like null.
+            categorical = [tuple(None if value != value else value for value in values) for values in categorical]
         if errors:
             errors.sort(key=lambda error: (-1 if error.row is None else error.row, self._order.get(error.field, -1)))
             raise RowsInvalidError(errors)
-        ordered = {name: columns[name] for name in features}
-        return ParsedBatch(features=features, inputs=inputs, columns=ordered, applicant_ids=applicant_ids)
+        # Feature-major arrays, one numpy call per type: feature j's [N,1] input is block[j], contiguous, which
+        # onnxruntime takes without a copy.
+        number_block = numbers.reshape(len(numeric), rows, 1)
+        string_block = np.array(categorical, dtype=object).reshape(len(categorical), rows, 1)
+        string_block[np.equal(string_block, None)] = MISSING_CATEGORY
+        inputs: dict[str, np.ndarray] = {}
+        for j, i in enumerate(self._numeric):
+            inputs[features[i]] = number_block[j]
+        for j, i in enumerate(self._categorical):
+            inputs[features[i]] = string_block[j]
+        # The log's columns: the values as sent, with a NaN literal (a missing number, like null) as None.
+        columns: dict[str, list[object]] = dict.fromkeys(features)  # type: ignore[arg-type]  # filled below
+        for j, (i, gaps) in enumerate(zip(self._numeric, np.isnan(numbers).any(axis=1).tolist(), strict=True)):
+            columns[features[i]] = (
+                [None if value != value else value for value in numeric[j]] if gaps else [*numeric[j]]
+            )
+        for j, i in enumerate(self._categorical):
+            columns[features[i]] = [*categorical[j]]
+        return ParsedBatch(features=features, inputs=inputs, columns=columns, applicant_ids=applicant_ids)
 
 
 def parse_rows(batch: Any, schema: FeatureSchema, request_applicant_id: str | None = None) -> ParsedBatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from serving.app import create_app, start_serving
+from serving.logs import AccessLog
 from serving.prediction_log import rows_of
 from serving.settings import ServingSettings
 from tests.serving.conftest import RedisProcess, Served
@@ -347,3 +349,24 @@ def test_metrics_count_predictions_by_variant_and_version(client, served: Served
     assert 'gateway_model_info{alias="production",precision="fp32",version="1"} 1.0' in metrics
     assert "flask_http_request_duration_seconds_bucket" in metrics
     assert "applicant" not in metrics
+
+
+def test_request_metrics_and_access_lines(client, capfd) -> None:
+    logging.getLogger(AccessLog.name).setLevel(logging.INFO)
+    try:
+        client.get("/health")
+        request_id = client.get("/health").headers["X-Request-ID"]
+        client.open("/health", method="BREW")  # a made-up method must not become a label value of its own
+        client.get("/metrics")
+        metrics = client.get("/metrics").data.decode()
+    finally:
+        logging.getLogger(AccessLog.name).setLevel(logging.NOTSET)
+    assert 'flask_http_request_total{method="GET",status="200"} 2.0' in metrics  # the scrapes are not counted
+    assert 'flask_http_request_duration_seconds_count{endpoint="health",method="GET",status="200"} 2.0' in metrics
+    assert 'flask_http_request_total{method="other",status="405"} 1.0' in metrics
+    assert "BREW" not in metrics
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    health = [line for line in lines if line["logger"] == AccessLog.name and line["endpoint"] == "health"]
+    assert [line["status"] for line in health] == [200, 200, 405]
+    assert health[1]["request_id"] == request_id and health[1]["message"] == "request"
+    assert not [line for line in lines if line.get("endpoint") == "prometheus_metrics"]

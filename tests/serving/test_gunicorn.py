@@ -184,6 +184,6 @@ def test_sigterm_shuts_down_gracefully_and_flushes_the_prediction_log(gateway: G
     gateway.process.send_signal(signal.SIGTERM)
     assert gateway.process.wait(timeout=30) == 0
     entries = stream.xrange("credit-scoring:predictions")
-    assert sorted(rows_of(entry)[0]["request_id"] for _, entry in entries) == sorted(
+    assert sorted(row["request_id"] for _, entry in entries for row in rows_of(entry)) == sorted(
         answer.json()["request_id"] for answer in answers
     )

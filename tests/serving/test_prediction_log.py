@@ -64,15 +64,29 @@ def test_the_writer_thread_sends_queued_entries_without_a_flush_call(redis_serve
     assert not writer.is_alive()
 
 
+def logged_request_ids(url: str) -> list[str]:
+    entries = redis.Redis.from_url(url).xrange("predictions")
+    return [row["request_id"] for _, entry in entries for row in rows_of(entry)]
+
+
 def test_close_sends_what_is_still_queued(redis_server) -> None:
     log = prediction_log(redis_server.url)
     log.append([group(f"r{i}", [0.1]) for i in range(3)])
     log.close()
-    assert redis.Redis.from_url(redis_server.url).xlen("predictions") == 3
+    assert logged_request_ids(redis_server.url) == ["r0", "r1", "r2"]
+
+
+def test_many_requests_share_an_entry_of_about_entry_max_rows_rows(redis_server) -> None:
+    log = prediction_log(redis_server.url, entry_max_rows=10)
+    log.append([group(f"r{i}", [0.1, 0.2] if i % 2 else [0.3]) for i in range(30)])  # 45 rows
+    assert log.flush() == 30
+    entries = redis.Redis.from_url(redis_server.url).xrange("predictions")
+    assert [int(entry[b"rows"]) for _, entry in entries] == [10, 11, 10, 11, 3]  # groups are never split
+    assert logged_request_ids(redis_server.url) == [f"r{i}" for i in range(30) for _ in range(2 if i % 2 else 1)]
 
 
 def test_the_stream_is_capped(redis_server) -> None:
-    log = prediction_log(redis_server.url, max_rows=50)
+    log = prediction_log(redis_server.url, max_rows=50, entry_max_rows=1)
     log.append([group(f"r{i}", [i / 1000]) for i in range(1200)])  # more than one pipeline's worth
     assert log.flush() == 1200
     raw = redis.Redis.from_url(redis_server.url)
@@ -96,7 +110,7 @@ def test_redis_down_drops_and_counts_rows_and_a_full_queue_drops_the_oldest(redi
 
 
 def test_the_cap_counts_rows_not_entries(redis_server) -> None:
-    log = prediction_log(redis_server.url, max_rows=1000)
+    log = prediction_log(redis_server.url, max_rows=1000, entry_max_rows=2)
     two_rows = LoggedGroup(1.0, "r", "credit", "3", "A", {"Age": [1.0, 2.0]}, [0.1, 0.2], [None, None])
     log.append([two_rows] * 5000)
     log.flush()
@@ -110,8 +124,7 @@ def test_an_entry_that_cannot_be_encoded_is_dropped_alone_and_counted(redis_serv
     bad = LoggedGroup(1.0, "bad", "credit", "3", "A", {"Home": ["\ud800"]}, [0.1], [None])
     log.append([group("r1", [0.1]), bad, group("r2", [0.2])])
     assert log.flush() == 2 and dropped == [1]
-    entries = redis.Redis.from_url(redis_server.url).xrange("predictions")
-    assert [rows_of(entry)[0]["request_id"] for _, entry in entries] == ["r1", "r2"]
+    assert logged_request_ids(redis_server.url) == ["r1", "r2"]
 
 
 def test_after_close_an_append_is_sent_at_once(redis_server) -> None:

@@ -96,6 +96,23 @@ def test_a_nan_category_is_missing_and_columns_keep_feature_order() -> None:
     assert parsed.columns == {"Age": [2.0], "Home": [None], "Income": [5.0]}
 
 
+def test_the_log_gets_values_as_sent_and_the_cache_key_what_the_model_sees() -> None:
+    parsed = parse_rows([{"values": [30, "rent", 0.1]}, {"values": [30.0, None, float("nan")]}], SCHEMA)
+    assert parsed.columns == {"Age": [30, 30.0], "Home": ["rent", None], "Income": [0.1, None]}
+    assert type(parsed.columns["Age"][0]) is int
+    # 30 and 30.0 are one input to the model, hence one cache key; 0.1 is keyed as the float32 the model gets.
+    assert parsed.canonical_rows == [[30.0, "rent", float(np.float32(0.1))], [30.0, None, None]]
+
+
+def test_numbers_beyond_float32_are_refused_not_turned_into_infinity() -> None:
+    errors = errors_of([{"values": [1e39, "rent", -(10**39)]}, {"values": [10**400, "rent", 1.0]}])
+    assert [(e["row"], e["field"], e["message"]) for e in errors] == [
+        (0, "Age", OUT_OF_RANGE),
+        (0, "Income", OUT_OF_RANGE),
+        (1, "Age", OUT_OF_RANGE),
+    ]
+
+
 def test_a_large_batch_gives_the_same_columns_as_row_by_row_parsing() -> None:
     rows = [{"values": [i, ["owner", "rent", None][i % 3], None if i % 7 == 0 else i * 10.5]} for i in range(1000)]
     parser = RowParser(SCHEMA)
