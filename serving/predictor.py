@@ -132,17 +132,35 @@ class PredictionService:
         models = {VARIANT_A: production} | ({VARIANT_B: staging} if staging is not None else {})
         probabilities = np.empty(len(rows), dtype=np.float64)
         parsed_groups, index_groups, used = [], [], {}
-        for variant, model in models.items():
-            index = [i for i, v in enumerate(variants) if v == variant]
-            if not index:
-                continue
-            parsed = _parse([rows[i] for i in index], model, applicant_id, index)
+        for variant, model, index, parsed in self._parse_by_variant(rows, applicant_id, variants, models):
             probabilities[index] = model.predict(parsed.inputs)
             parsed_groups.append(parsed)
             index_groups.append(index)
             used[variant] = model
         self._record(request_id, used, variants, parsed_groups, index_groups, probabilities)
         return Scored(probabilities.tolist(), variants, used)
+
+    @staticmethod
+    def _parse_by_variant(
+        rows: list[Any], applicant_id: str | int | None, variants: list[str], models: dict[str, LoadedModel]
+    ) -> list[tuple[str, LoadedModel, list[int], ParsedBatch]]:
+        """Each variant's rows (request row numbers) parsed by its model's parser. A batch split between two models
+        that take the same inputs is parsed once and then split: indexing the arrays costs less than a second parse.
+        """
+        groups = [
+            (variant, model, [i for i, v in enumerate(variants) if v == variant]) for variant, model in models.items()
+        ]
+        groups = [(variant, model, index) for variant, model, index in groups if index]
+        if len(groups) == 1:
+            variant, model, index = groups[0]
+            return [(variant, model, index, _parse(rows, model, applicant_id, index))]
+        if len({model.parser.layout for _, model, _ in groups}) == 1:
+            whole = _parse(rows, groups[0][1], applicant_id, list(range(len(rows))))
+            return [(variant, model, index, whole.subset(index)) for variant, model, index in groups]
+        return [
+            (variant, model, index, _parse([rows[i] for i in index], model, applicant_id, index))
+            for variant, model, index in groups
+        ]
 
     def _record(
         self,

@@ -21,6 +21,7 @@ from scoring.schema import MISSING_CATEGORY, FeatureSchema
 
 ROW_KEYS = frozenset({"values", "features", "applicant_id"})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+SMALL_BATCH_VALUES = 64  # numeric values up to which a batch is checked in Python (see _numbers)
 OUT_OF_RANGE = f"out of range: the model takes numbers up to ±{FLOAT32_MAX:.3g}"
 
 
@@ -61,6 +62,21 @@ class ParsedBatch:
             else:
                 columns.append([None if value != value else value for value in values])  # NaN -> None
         return [list(row) for row in zip(*columns, strict=True)]
+
+    def subset(self, index: list[int]) -> ParsedBatch:
+        """The rows at `index` (in that order), as if only they had been parsed."""
+        return ParsedBatch(
+            features=self.features,
+            inputs={name: column[index] for name, column in self.inputs.items()},
+            columns={name: _take(values, index) for name, values in self.columns.items()},
+            applicant_ids=_take(self.applicant_ids, index),
+        )
+
+
+def _take(values: Sequence[Any], index: list[int]) -> list[Any]:
+    if len(index) == 1:  # itemgetter of one index gives the item, not a tuple
+        return [values[index[0]]]
+    return [*itemgetter(*index)(values)]
 
 
 def _numeric(value: Any) -> tuple[float | None, str | None]:
@@ -130,11 +146,29 @@ _PLAIN_NUMBERS = frozenset({int, float, type(None)})  # not bool: True is not a 
 _PLAIN_STRINGS = frozenset({str, type(None)})
 
 
-def _numbers(columns: list[Sequence[Any]], rows: int) -> np.ndarray | None:
-    """The numeric features as a float32 features x rows array (NaN = missing) if every value is a JSON number or null
-    within float32's range; None otherwise (the caller then walks the columns to name each bad value)."""
+def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], np.ndarray] | None:
+    """The numeric features' values as sent, with a NaN literal as None (missing), and as a float32 features x rows
+    array (NaN = missing), if every value is a JSON number or null within float32's range; None otherwise (the caller
+    then walks the columns to name each bad value).
+
+    Up to SMALL_BATCH_VALUES values the checks run in Python, beyond it in numpy: numpy's per-call overhead (several
+    µs a call, more with the caches cold between requests) outweighs a short Python loop, not a long one.
+    """
     if not set(map(type, chain.from_iterable(columns))) <= _PLAIN_NUMBERS:
         return None
+    if rows * len(columns) <= SMALL_BATCH_VALUES:
+        listed = []
+        for values in columns:
+            column = [*values]
+            for position, value in enumerate(column):
+                if value is None:
+                    continue
+                if value != value:  # NaN
+                    column[position] = None
+                elif not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # also ±inf
+                    return None
+            listed.append(column)
+        return listed, np.array(listed, dtype=np.float32).reshape(len(columns), rows)  # None becomes NaN
     try:
         with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
             numbers = np.array(columns, dtype=np.float32).reshape(len(columns), rows)  # null becomes NaN
@@ -142,7 +176,12 @@ def _numbers(columns: list[Sequence[Any]], rows: int) -> np.ndarray | None:
         return None
     if np.isinf(numbers).any():  # ±inf sent, or out of float32's range
         return None
-    return numbers
+    has_missing = np.isnan(numbers).any(axis=1).tolist()
+    listed = [
+        [None if value != value else value for value in values] if missing else [*values]
+        for values, missing in zip(columns, has_missing, strict=True)
+    ]
+    return listed, numbers
 
 
 def _column_errors(name: str, values: list[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
@@ -170,6 +209,8 @@ class RowParser:
         self._categorical = [i for i, name in enumerate(self.features) if name not in numeric]
         self._order = {name: position for position, name in enumerate(self.features)}
         self._pick = itemgetter(*self.features) if len(self.features) > 1 else lambda row: (row[self.features[0]],)
+        # Two parsers with the same layout build the same arrays from the same rows.
+        self.layout = (tuple(self.features), tuple(self._numeric))
 
     def parse(self, batch: Any, request_applicant_id: str | None = None) -> ParsedBatch:
         """Validate every row and build the column arrays; raise RowsInvalidError listing every problem.
@@ -207,8 +248,8 @@ class RowParser:
         by_feature = list(zip(*value_rows, strict=True)) if value_rows else [()] * count
         numeric = [by_feature[i] for i in self._numeric]
         categorical = [by_feature[i] for i in self._categorical]
-        numbers = _numbers(numeric, rows)
-        if numbers is None:  # the slow path: column by column, naming every bad value
+        converted = _numbers(numeric, rows)
+        if converted is None:  # the slow path: column by column, naming every bad value
             for i, values in zip(self._numeric, numeric, strict=True):
                 errors.extend(_column_errors(features[i], values, True, row_numbers))
         if not set(map(type, chain.from_iterable(categorical))) <= _PLAIN_STRINGS:
@@ -221,22 +262,17 @@ class RowParser:
             raise RowsInvalidError(errors)
         # Feature-major arrays, one numpy call per type: feature j's [N,1] input is block[j], contiguous, which
         # onnxruntime takes without a copy.
+        numeric_lists, numbers = converted  # type: ignore[misc]  # not None: else there were errors
         number_block = numbers.reshape(len(numeric), rows, 1)
-        string_block = np.array(categorical, dtype=object).reshape(len(categorical), rows, 1)
-        string_block[np.equal(string_block, None)] = MISSING_CATEGORY
+        strings = [values if None not in values else [MISSING_CATEGORY if v is None else v for v in values]
+                   for values in categorical]  # fmt: skip
+        string_block = np.array(strings, dtype=object).reshape(len(categorical), rows, 1)
         inputs: dict[str, np.ndarray] = {}
+        columns: dict[str, Any] = dict.fromkeys(features)  # the log's, in feature order: values as sent, None = missing
         for j, i in enumerate(self._numeric):
-            inputs[features[i]] = number_block[j]
+            inputs[features[i]], columns[features[i]] = number_block[j], numeric_lists[j]
         for j, i in enumerate(self._categorical):
-            inputs[features[i]] = string_block[j]
-        # The log's columns: the values as sent, with a NaN literal (a missing number, like null) as None.
-        columns: dict[str, list[object]] = dict.fromkeys(features)  # type: ignore[arg-type]  # filled below
-        for j, (i, gaps) in enumerate(zip(self._numeric, np.isnan(numbers).any(axis=1).tolist(), strict=True)):
-            columns[features[i]] = (
-                [None if value != value else value for value in numeric[j]] if gaps else [*numeric[j]]
-            )
-        for j, i in enumerate(self._categorical):
-            columns[features[i]] = [*categorical[j]]
+            inputs[features[i]], columns[features[i]] = string_block[j], [*categorical[j]]
         return ParsedBatch(features=features, inputs=inputs, columns=columns, applicant_ids=applicant_ids)
 
 

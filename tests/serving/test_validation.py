@@ -125,6 +125,18 @@ def test_a_large_batch_gives_the_same_columns_as_row_by_row_parsing() -> None:
     assert whole.canonical_rows == [row for parsed in one_by_one for row in parsed.canonical_rows]
 
 
+@pytest.mark.parametrize("index", [[3], [0, 5, 2], list(range(10))])
+def test_a_subset_of_a_parsed_batch_is_what_parsing_those_rows_gives(index: list[int]) -> None:
+    rows = [{"values": [i, ["owner", None][i % 2], None if i % 3 else i * 1.5], "applicant_id": i} for i in range(10)]
+    parser = RowParser(SCHEMA)
+    subset, direct = parser.parse(rows).subset(index), parser.parse([rows[i] for i in index])
+    for name in SCHEMA.features:
+        np.testing.assert_array_equal(subset.inputs[name], direct.inputs[name])
+        assert subset.inputs[name].flags["C_CONTIGUOUS"]
+    assert (subset.columns, subset.applicant_ids) == (direct.columns, direct.applicant_ids)
+    assert subset.canonical_rows == direct.canonical_rows
+
+
 def test_a_large_batch_with_a_few_bad_values_names_exactly_those_rows() -> None:
     rows = [{"values": [i, "rent", i * 2.0]} for i in range(1000)]
     rows[17] = {"values": ["x", "rent", 1.0]}
