@@ -245,8 +245,13 @@ def main() -> int:
         if arguments.scenarios:
             plans = [plan for plan in plans if plan.scenario in arguments.scenarios]
         measured: list[list[dict[str, float]]] = [[] for _ in plans]
+        # Within a round, one scenario is measured on every server before the next scenario: the figures the targets
+        # compare (say the gateway's and the bare app's single rows at c=8) are then taken seconds apart.
+        first_seen = {plan.scenario: rank for rank, plan in reversed(list(enumerate(plans)))}
+        order = sorted(range(len(plans)), key=lambda k: first_seen[plans[k].scenario])
         for round_number in range(1, arguments.rounds + 1):
-            for plan, rounds in zip(plans, measured, strict=True):
+            for k in order:
+                plan, rounds = plans[k], measured[k]
                 rounds.append(wrk(plan.url, plan.bodies(), plan.connections, arguments.duration, plan.keep_alive))
                 print(f"round {round_number}: {plan.server} | {plan.scenario}: {rounds[-1]}", file=sys.stderr,
                       flush=True)  # fmt: skip
