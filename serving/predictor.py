@@ -19,6 +19,17 @@ from serving.router import VARIANT_A, VARIANT_B, ABRouter
 from serving.validation import ParsedBatch, RowsInvalidError, require_rows
 
 
+@dataclass(frozen=True)
+class ScoredGroup:
+    """The rows one model scored in a request."""
+
+    variant: str
+    model: LoadedModel
+    parsed: ParsedBatch
+    probabilities: np.ndarray
+    listed: list[float]  # the same probabilities as Python floats (the response's and the log's)
+
+
 @dataclass
 class Scored:
     """What a request produced, for the response and the access log."""
@@ -112,9 +123,9 @@ class PredictionService:
         model = self._model(PRODUCTION_ALIAS)
         parsed = _parse(rows, model, applicant_id, list(range(len(rows))))
         probabilities, hits = self._score(model, parsed, use_cache)
-        variants = [VARIANT_A] * len(rows)
-        self._record(request_id, {VARIANT_A: model}, variants, [parsed], [list(range(len(rows)))], probabilities)
-        return Scored(probabilities.tolist(), variants, {VARIANT_A: model}, hits)
+        listed = probabilities.tolist()
+        self._record(request_id, [ScoredGroup(VARIANT_A, model, parsed, probabilities, listed)])
+        return Scored(listed, [VARIANT_A] * len(rows), {VARIANT_A: model}, hits)
 
     def predict_ab(
         self, rows: list[Any], applicant_id: str | int | None, forced: str | None, request_id: str
@@ -130,15 +141,19 @@ class PredictionService:
             ids = [row.get("applicant_id", applicant_id) if isinstance(row, dict) else applicant_id for row in rows]
             variants = self.router.assign([None if i is None else str(i) for i in ids], staging is not None)
         models = {VARIANT_A: production} | ({VARIANT_B: staging} if staging is not None else {})
-        probabilities = np.empty(len(rows), dtype=np.float64)
-        parsed_groups, index_groups, used = [], [], {}
+        groups = []
         for variant, model, index, parsed in self._parse_by_variant(rows, applicant_id, variants, models):
-            probabilities[index] = model.predict(parsed.inputs)
-            parsed_groups.append(parsed)
-            index_groups.append(index)
-            used[variant] = model
-        self._record(request_id, used, variants, parsed_groups, index_groups, probabilities)
-        return Scored(probabilities.tolist(), variants, used)
+            scored = model.predict(parsed.inputs)
+            groups.append((index, ScoredGroup(variant, model, parsed, scored, scored.tolist())))
+        self._record(request_id, [group for _, group in groups])
+        if len(groups) == 1:  # the usual case (and every single row): no merging
+            probabilities = groups[0][1].listed
+        else:
+            merged = np.empty(len(rows), dtype=np.float64)
+            for index, group in groups:
+                merged[index] = group.probabilities
+            probabilities = merged.tolist()
+        return Scored(probabilities, variants, {group.variant: group.model for _, group in groups})
 
     @staticmethod
     def _parse_by_variant(
@@ -162,34 +177,25 @@ class PredictionService:
             for variant, model, index in groups
         ]
 
-    def _record(
-        self,
-        request_id: str,
-        models: dict[str, LoadedModel],
-        variants: list[str],
-        parsed_groups: list[ParsedBatch],
-        index_groups: list[list[int]],
-        probabilities: np.ndarray,
-    ) -> None:
+    def _record(self, request_id: str, groups: list[ScoredGroup]) -> None:
+        """Count and log what each model scored in this request."""
         now = time.time()
-        logged = []
-        for parsed, index in zip(parsed_groups, index_groups, strict=True):
-            variant = variants[index[0]]
-            model = models[variant]
-            values = probabilities[index]
-            predictions, probability = self._series(variant, model.version)
-            predictions.inc(len(index))
-            observe(probability, values)
-            logged.append(
+        for group in groups:
+            predictions, probability = self._series(group.variant, group.model.version)
+            predictions.inc(len(group.listed))
+            observe(probability, group.probabilities)
+        self.log.append(
+            [
                 LoggedGroup(
                     timestamp=now,
                     request_id=request_id,
-                    model=model.name,
-                    version=model.version,
-                    variant=variant,
-                    columns=parsed.columns,
-                    probabilities=values.tolist(),
-                    applicant_ids=parsed.applicant_ids,
+                    model=group.model.name,
+                    version=group.model.version,
+                    variant=group.variant,
+                    columns=group.parsed.columns,
+                    probabilities=group.listed,
+                    applicant_ids=group.parsed.applicant_ids,
                 )
-            )
-        self.log.append(logged)
+                for group in groups
+            ]
+        )

@@ -40,7 +40,7 @@ def install_request_telemetry(app: Flask, metrics: GatewayMetrics, access_log: A
     def _start() -> None:
         state = g._get_current_object()  # one proxy lookup instead of one per attribute
         state.started = time.perf_counter()
-        state.request_id = request.headers.get("X-Request-ID") or os.urandom(16).hex()
+        state.request_id = request.environ.get("HTTP_X_REQUEST_ID") or os.urandom(16).hex()
         state.log_fields = {}
 
     @app.after_request

@@ -147,7 +147,7 @@ _PLAIN_STRINGS = frozenset({str, type(None)})
 
 
 def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], np.ndarray] | None:
-    """The numeric features' values as sent, with a NaN literal as None (missing), and as a float32 features x rows
+    """The numeric features' values as sent, with a NaN literal as None (missing), and as a float32 features x rows x 1
     array (NaN = missing), if every value is a JSON number or null within float32's range; None otherwise (the caller
     then walks the columns to name each bad value).
 
@@ -168,7 +168,7 @@ def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], 
                 elif not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # also ±inf
                     return None
             listed.append(column)
-        return listed, np.array(listed, dtype=np.float32).reshape(len(columns), rows)  # None becomes NaN
+        return listed, np.array(listed, dtype=np.float32).reshape(len(columns), rows, 1)  # None becomes NaN
     try:
         with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
             numbers = np.array(columns, dtype=np.float32).reshape(len(columns), rows)  # null becomes NaN
@@ -181,7 +181,7 @@ def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], 
         [None if value != value else value for value in values] if missing else [*values]
         for values, missing in zip(columns, has_missing, strict=True)
     ]
-    return listed, numbers
+    return listed, numbers.reshape(len(columns), rows, 1)
 
 
 def _column_errors(name: str, values: list[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
@@ -262,8 +262,7 @@ class RowParser:
             raise RowsInvalidError(errors)
         # Feature-major arrays, one numpy call per type: feature j's [N,1] input is block[j], contiguous, which
         # onnxruntime takes without a copy.
-        numeric_lists, numbers = converted  # type: ignore[misc]  # not None: else there were errors
-        number_block = numbers.reshape(len(numeric), rows, 1)
+        numeric_lists, number_block = converted  # type: ignore[misc]  # not None: else there were errors
         strings = [values if None not in values else [MISSING_CATEGORY if v is None else v for v in values]
                    for values in categorical]  # fmt: skip
         string_block = np.array(strings, dtype=object).reshape(len(categorical), rows, 1)
