@@ -8,16 +8,17 @@ counted and the request is served without the cache (see `serving.redis_gateway`
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 
+import orjson
 import redis
 
 from serving.redis_gateway import RedisGateway
 
 
-def canonical_row(values: Sequence[object]) -> str:
-    return json.dumps(list(values), separators=(",", ":"), allow_nan=False)
+def canonical_row(values: Sequence[object]) -> bytes:
+    """Compact JSON of the row (UTF-8, no spaces): what a key's digest is taken of."""
+    return orjson.dumps(list(values))
 
 
 class PredictionCache:
@@ -25,7 +26,7 @@ class PredictionCache:
         self.redis, self.prefix, self.ttl_s = redis_gateway, prefix, ttl_s
 
     def key(self, model: str, version: str, row: Sequence[object]) -> str:
-        digest = hashlib.sha256(canonical_row(row).encode()).hexdigest()
+        digest = hashlib.sha256(canonical_row(row)).hexdigest()
         return f"{self.prefix}:{model}:{version}:{digest}"
 
     def get_many(self, keys: list[str]) -> list[float | None]:

@@ -75,6 +75,7 @@ class PredictionService:
         self.store, self.router, self.cache, self.log = store, router, cache, prediction_log
         self.metrics, self.max_batch_rows = metrics, max_batch_rows
         self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._cache_hits, self._cache_misses = metrics.cache.labels(result="hit"), metrics.cache.labels(result="miss")
 
     def _series(self, variant: str, version: str) -> tuple[Counter, Histogram]:
         """The labelled children for a variant and version (looking labels up each time costs more than the update)."""
@@ -113,9 +114,9 @@ class PredictionService:
             self.cache.set_many({keys[i]: float(p) for i, p in zip(missing, fresh, strict=True)})
         hits = len(keys) - len(missing)
         if hits:
-            self.metrics.cache.labels(result="hit").inc(hits)
+            self._cache_hits.inc(hits)
         if missing:
-            self.metrics.cache.labels(result="miss").inc(len(missing))
+            self._cache_misses.inc(len(missing))
         return probabilities, hits
 
     def predict(self, rows: list[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:

@@ -50,17 +50,11 @@ class ParsedBatch:
 
     @cached_property
     def canonical_rows(self) -> list[list[object]]:
-        """Per row, the values the model sees in feature order (None = missing): what a cache key is computed from.
-
-        Taken from the model's inputs, so 30 and 30.0 (or two numbers with the same float32) share a key, as they
-        share a prediction."""
-        columns = []
-        for name in self.features:
-            values = self.inputs[name][:, 0].tolist()
-            if self.inputs[name].dtype == object:
-                columns.append([None if value == MISSING_CATEGORY else value for value in values])
-            else:
-                columns.append([None if value != value else value for value in values])  # NaN -> None
+        """Per row, values in feature order with numbers as floats (None = missing): what a cache key is computed
+        from, so that 30 and 30.0, one input to the model, share a key."""
+        columns = [
+            [float(value) if type(value) is int else value for value in self.columns[name]] for name in self.features
+        ]
         return [list(row) for row in zip(*columns, strict=True)]
 
     def subset(self, index: list[int]) -> ParsedBatch:

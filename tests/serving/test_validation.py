@@ -100,8 +100,9 @@ def test_the_log_gets_values_as_sent_and_the_cache_key_what_the_model_sees() -> 
     parsed = parse_rows([{"values": [30, "rent", 0.1]}, {"values": [30.0, None, float("nan")]}], SCHEMA)
     assert parsed.columns == {"Age": [30, 30.0], "Home": ["rent", None], "Income": [0.1, None]}
     assert type(parsed.columns["Age"][0]) is int
-    # 30 and 30.0 are one input to the model, hence one cache key; 0.1 is keyed as the float32 the model gets.
-    assert parsed.canonical_rows == [[30.0, "rent", float(np.float32(0.1))], [30.0, None, None]]
+    # 30 and 30.0 are one input to the model, hence one cache key.
+    assert parsed.canonical_rows == [[30.0, "rent", 0.1], [30.0, None, None]]
+    assert [type(value) for value in parsed.canonical_rows[0]] == [float, str, float]
 
 
 def test_numbers_beyond_float32_are_refused_not_turned_into_infinity() -> None:
