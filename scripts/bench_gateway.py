@@ -243,6 +243,10 @@ def main() -> int:
                      [tensor_body(b, schema) for b in batches])  # fmt: skip
 
         if arguments.scenarios:
+            unknown = set(arguments.scenarios) - {plan.scenario for plan in plans}
+            if unknown:
+                known = ", ".join(sorted({f'"{plan.scenario}"' for plan in plans}))
+                raise SystemExit(f"error: --scenarios: no scenario {', '.join(sorted(unknown))}; these exist: {known}")
             plans = [plan for plan in plans if plan.scenario in arguments.scenarios]
         measured: list[list[dict[str, float]]] = [[] for _ in plans]
         # Within a round, one scenario is measured on every server before the next scenario: the figures the targets

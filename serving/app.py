@@ -101,14 +101,18 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     install_request_telemetry(app, metrics, AccessLog())
 
     @app.before_request
-    def _refuse_oversized_chunked_bodies() -> None:
-        # A declared Content-Length over the limit is refused by Werkzeug (413) when the body is read. A chunked body
+    def _refuse_oversized_bodies() -> None:
+        # A declared Content-Length is checked as it stands, before any other check can answer first. A chunked body
         # has none: Werkzeug cuts it at the limit without an error, so it is read (and cached) here, and reaching the
         # limit means too big (otherwise the cut body would surface as a JSON error).
         current = request._get_current_object()  # noqa: SLF001 - one proxy lookup; this runs on every request
-        if current.content_length is None and current.method == "POST":
-            if len(current.get_data(cache=True)) >= settings.max_body_bytes:
-                raise ApiError(413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes")
+        limit, length = settings.max_body_bytes, current.content_length
+        if length is None and current.method == "POST":
+            oversized = len(current.get_data(cache=True)) >= limit
+        else:
+            oversized = length is not None and length > limit
+        if oversized:
+            raise ApiError(413, "body_too_large", f"request bodies are limited to {limit} bytes")
 
     def model_ref(model: Any) -> dict[str, str]:
         return {"name": model.name, "version": model.version, "alias": model.alias}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -69,24 +70,28 @@ class AccessLog:
         self._logger = logging.getLogger(self.name)
         self._lock = threading.Lock()  # one line per write, whole, also under threaded workers
         self._clock = _Clock()
+        self._failures = 0
 
     def write(self, fields: dict[str, Any]) -> None:
         if not self._logger.isEnabledFor(logging.INFO):
             return
         line = {"ts": self._clock.now(), "level": "info", "logger": self.name, "message": "request", **fields}
         data = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
-        stream = self._stream or sys.stdout.buffer
-        with self._lock:
-            stream.write(data)
-            stream.flush()
+        try:
+            stream = self._stream or sys.stdout.buffer
+            with self._lock:
+                stream.write(data)
+                stream.flush()
+        except (OSError, ValueError, AttributeError) as error:  # a closed or broken stdout must not fail the request
+            self._failures += 1
+            if self._failures == 1 or self._failures % 10_000 == 0:
+                # What logging.Handler.handleError does; the log handlers write to the same broken stdout.
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(f"access log: {self._failures} line(s) not written: {error!r}\n")
 
 
 def configure_json_logging(level: str = "INFO") -> None:
     """Called once by the process entry point (gunicorn config or `python -m serving`), never at import."""
-    # Per-record work nobody reads (the formatter writes none of these): the caller's file and line (a stack walk),
-    # thread, process and multiprocessing names. The logging HOWTO's "Optimization" section lists these switches.
-    logging._srcfile = None  # noqa: SLF001
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

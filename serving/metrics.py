@@ -54,7 +54,9 @@ def create_metrics(app: Flask) -> GatewayMetrics:
     own = None if multiprocess_mode() else registry
     return GatewayMetrics(
         exporter=exporter,
-        # The names, labels and buckets prometheus-flask-exporter's defaults use, so dashboards built for it work.
+        # The names, labels and buckets of prometheus-flask-exporter's two main default series, so queries on them
+        # work unchanged. Not exported: flask_exporter_info, and flask_http_request_exceptions_total (the error
+        # handlers turn every exception into a response, counted here by its status).
         request_latency=Histogram(
             "flask_http_request_duration_seconds",
             "Flask HTTP request duration in seconds",

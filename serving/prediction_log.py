@@ -47,25 +47,41 @@ class LoggedGroup:
 
     def encoded(self) -> bytes:
         """The group as one JSON object of an entry's `data` array."""
-        return orjson.dumps(
-            {
-                "ts": round(self.timestamp, 3),
-                "request_id": self.request_id,
-                "model": self.model,
-                "version": self.version,
-                "variant": self.variant,
-                "features": self.columns,
-                "probabilities": self.probabilities,
-                "applicant_ids": self.applicant_ids,
+        group = {
+            "ts": round(self.timestamp, 3),
+            "request_id": self.request_id,
+            "model": self.model,
+            "version": self.version,
+            "variant": self.variant,
+            "features": self.columns,
+            "probabilities": self.probabilities,
+            "applicant_ids": self.applicant_ids,
+        }
+        try:
+            return orjson.dumps(group)
+        except orjson.JSONEncodeError:
+            # orjson writes integers up to 64 bits; a larger one (it can only come through the standard library's
+            # parser, see fast_json.py) is written as the float the model saw.
+            group["features"] = {
+                name: [float(value) if type(value) is int else value for value in values]
+                for name, values in self.columns.items()
             }
-        )
+            return orjson.dumps(group)
 
 
 def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]:
-    """One stream entry back as one dict per scored row, in the order they were scored (what the drift job reads)."""
-    data = entry.get(b"data", entry.get("data"))
+    """One stream entry back as one dict per scored row, in the order they were scored (what the drift job reads).
+
+    Also reads entries of the earlier layout (one request per entry: `ts`, `variant` and `version` as entry fields,
+    `data` one JSON object), which a stream may still hold after an upgrade.
+    """
+    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+              for k, v in entry.items()}  # fmt: skip
+    data = json.loads(fields["data"])
+    if isinstance(data, dict):
+        data = [{**data, "ts": float(fields["ts"]), "version": fields["version"], "variant": fields["variant"]}]
     rows = []
-    for group in json.loads(data):
+    for group in data:
         columns: dict[str, list[object]] = group["features"]
         shared = {key: group[key] for key in ("ts", "request_id", "model", "version", "variant")}
         rows.extend(
@@ -106,8 +122,8 @@ def _packed(encoded: list[tuple[bytes, int]], entry_max_rows: int) -> list[_Entr
 class PredictionLog:
     """Queues scored groups and appends them to the stream from a background thread (see the module's docstring).
 
-    The stream is capped in rows, not entries: an entry holds as many rows as its request had, so each write trims to
-    `max_rows` divided by the average rows per entry this writer has seen (Redis trims whole entries, approximately).
+    The stream is capped in rows, not entries: an entry holds as many rows as the requests packed into it, so each
+    write trims to the number of newest entries that hold `max_rows` rows (Redis trims whole entries, approximately).
     """
 
     def __init__(
@@ -129,7 +145,8 @@ class PredictionLog:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._writer_pid: int | None = None
-        self._entries_seen, self._rows_seen = 0, 0
+        self._recent: deque[int] = deque()  # rows of this writer's newest entries, about max_rows of them in all
+        self._recent_rows = 0
 
     def append(self, groups: list[LoggedGroup]) -> None:
         dropped = 0
@@ -160,9 +177,7 @@ class PredictionLog:
             if not encoded:
                 return 0
             entries = _packed(encoded, self.entry_max_rows)
-            self._entries_seen += len(entries)
-            self._rows_seen += sum(entry.rows for entry in entries)
-            max_entries = max(1, self.max_rows * self._entries_seen // self._rows_seen)
+            max_entries = self._entries_for_max_rows(entries)
             sent = 0
 
             def write(client: redis.Redis) -> None:
@@ -180,6 +195,21 @@ class PredictionLog:
             if sent < len(entries):
                 self.on_drop(sum(entry.rows for entry in entries[sent:]))
             return sum(entry.groups for entry in entries[:sent])
+
+    def _entries_for_max_rows(self, entries: list[_Entry]) -> int:
+        """How many of the newest entries hold `max_rows` rows: the MAXLEN of this write.
+
+        Counted over the entries this writer wrote last, because rows per entry follow the traffic (requests per
+        flush interval): an average since start-up would keep far more rows than `max_rows` after a quiet spell and
+        far fewer after a busy one. Other workers' entries interleave with these; with similar traffic the newest
+        MAXLEN entries of the stream hold about `max_rows` rows.
+        """
+        for entry in entries:
+            self._recent.append(entry.rows)
+            self._recent_rows += entry.rows
+        while len(self._recent) > 1 and self._recent_rows - self._recent[0] >= self.max_rows:
+            self._recent_rows -= self._recent.popleft()
+        return len(self._recent)
 
     def close(self) -> None:
         """Stop the writer and flush what is queued (a worker's last act); later appends are sent at once."""

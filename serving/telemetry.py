@@ -53,7 +53,8 @@ def install_request_telemetry(app: Flask, metrics: GatewayMetrics, access_log: A
             return response
         elapsed = time.perf_counter() - state.get("started", time.perf_counter())
         status = response.status_code
-        latency, total = series(current.method if current.method in METHODS else "other", endpoint or "none", status)
+        # An unmatched route has no endpoint: labelled "None", as prometheus-flask-exporter labels it.
+        latency, total = series(current.method if current.method in METHODS else "other", str(endpoint), status)
         latency.observe(elapsed)
         total.inc()
         access_log.write(

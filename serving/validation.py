@@ -164,18 +164,18 @@ def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], 
             listed.append(column)
         return listed, np.array(listed, dtype=np.float32).reshape(len(columns), rows, 1)  # None becomes NaN
     try:
-        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
-            numbers = np.array(columns, dtype=np.float32).reshape(len(columns), rows)  # null becomes NaN
+        block = np.array(columns, dtype=np.float64).reshape(len(columns), rows)  # null becomes NaN
     except OverflowError:  # an integer literal beyond float64
         return None
-    if np.isinf(numbers).any():  # ±inf sent, or out of float32's range
+    # Checked in float64: just above float32's largest number a cast would round down to it instead of overflowing.
+    if (np.abs(block) > FLOAT32_MAX).any():  # also ±inf; NaN compares False
         return None
-    has_missing = np.isnan(numbers).any(axis=1).tolist()
+    has_missing = np.isnan(block).any(axis=1).tolist()
     listed = [
         [None if value != value else value for value in values] if missing else [*values]
         for values, missing in zip(columns, has_missing, strict=True)
     ]
-    return listed, numbers.reshape(len(columns), rows, 1)
+    return listed, block.astype(np.float32).reshape(len(columns), rows, 1)
 
 
 def _column_errors(name: str, values: list[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
@@ -265,7 +265,10 @@ class RowParser:
         for j, i in enumerate(self._numeric):
             inputs[features[i]], columns[features[i]] = number_block[j], numeric_lists[j]
         for j, i in enumerate(self._categorical):
-            inputs[features[i]], columns[features[i]] = string_block[j], [*categorical[j]]
+            values = categorical[j]
+            # The model's own marker for a missing category ("") is logged, and keyed, as missing too.
+            logged = [None if v == MISSING_CATEGORY else v for v in values] if MISSING_CATEGORY in values else [*values]
+            inputs[features[i]], columns[features[i]] = string_block[j], logged
         return ParsedBatch(features=features, inputs=inputs, columns=columns, applicant_ids=applicant_ids)
 
 

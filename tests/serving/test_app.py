@@ -196,6 +196,12 @@ def test_empty_batch_oversized_batch_and_oversized_body(client, served: Served) 
     assert response.status_code == 413 and set(response.json) == {"error"}
 
 
+def test_a_declared_length_over_the_limit_is_a_413_whatever_the_content_type(client) -> None:
+    for path in ("/predict", "/admin/reload"):
+        answer = client.post(path, data="x" * (65 * 1024), content_type="text/plain")
+        assert answer.status_code == 413 and answer.json["error"]["code"] == "body_too_large"
+
+
 def test_unknown_paths_and_methods_use_the_error_shape(client) -> None:
     missing = client.get("/nope")
     assert missing.status_code == 404 and missing.json["error"]["status"] == 404
@@ -364,6 +370,7 @@ def test_request_metrics_and_access_lines(client, capfd) -> None:
     assert 'flask_http_request_total{method="GET",status="200"} 2.0' in metrics  # the scrapes are not counted
     assert 'flask_http_request_duration_seconds_count{endpoint="health",method="GET",status="200"} 2.0' in metrics
     assert 'flask_http_request_total{method="other",status="405"} 1.0' in metrics
+    assert 'flask_http_request_duration_seconds_count{endpoint="None",method="other",status="405"} 1.0' in metrics
     assert "BREW" not in metrics
     lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     # The made-up method matched no endpoint: its line says so with a null endpoint.

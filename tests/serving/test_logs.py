@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import pytest
 
 from serving import logs
-from serving.logs import AccessLog, timestamp
+from serving.logs import AccessLog, configure_json_logging, timestamp
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1_764_201_600.0, 1_764_201_600.9996, 1_764_201_601.0005, 1_893_456_000.25])
@@ -39,3 +40,32 @@ def test_an_access_line_is_one_json_object_and_follows_the_logger_level() -> Non
         "level": "info", "logger": "serving.access", "message": "request", "endpoint": "predict", "status": 200,
         "version": 3,
     }  # fmt: skip
+
+
+class BrokenStream(io.RawIOBase):
+    def write(self, data) -> int:
+        raise BrokenPipeError("stdout went away")
+
+
+def test_a_broken_stdout_never_fails_the_request(capsys) -> None:
+    access = AccessLog(BrokenStream())  # type: ignore[arg-type]
+    logger = logging.getLogger(AccessLog.name)
+    logger.setLevel(logging.INFO)
+    try:
+        access.write({"endpoint": "predict"})
+        access.write({"endpoint": "predict"})
+    finally:
+        logger.setLevel(logging.NOTSET)
+    assert capsys.readouterr().err.count("not written") == 1  # said once, not once per request
+
+
+def test_json_logging_keeps_the_record_fields_other_formats_use() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_json_logging()
+        record = logging.getLogger("gunicorn.error").makeRecord("gunicorn.error", logging.INFO, "f", 1, "x", (), None)
+        assert record.process == os.getpid()  # gunicorn's own format has [%(process)d]
+        assert logging.Formatter("%(asctime)s [%(process)d] %(message)s").format(record)
+    finally:
+        root.handlers[:], root.level = handlers, level

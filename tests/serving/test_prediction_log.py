@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import redis
 
-from serving.prediction_log import LoggedGroup, PredictionLog, rows_of
+from serving.prediction_log import LoggedGroup, PredictionLog, _Entry, rows_of
 from serving.redis_gateway import CircuitBreaker, RedisGateway
 
 
@@ -132,3 +133,34 @@ def test_after_close_an_append_is_sent_at_once(redis_server) -> None:
     log.close()
     log.append([group("late", [0.3])])
     assert redis.Redis.from_url(redis_server.url).xlen("predictions") == 1
+
+
+def test_an_entry_of_the_earlier_one_request_layout_still_reads() -> None:
+    data = {"request_id": "r0", "model": "credit", "features": {"Age": [30.0]}, "probabilities": [0.2],
+            "applicant_ids": [None]}  # fmt: skip
+    entry = {b"ts": b"1.5", b"variant": b"A", b"version": b"3", b"rows": b"1", b"data": json.dumps(data).encode()}
+    assert rows_of(entry) == [
+        {"ts": 1.5, "request_id": "r0", "model": "credit", "version": "3", "variant": "A", "features": {"Age": 30.0},
+         "probability": 0.2, "applicant_id": None}
+    ]  # fmt: skip
+
+
+def test_an_integer_beyond_64_bits_is_logged_as_the_float_the_model_saw() -> None:
+    huge = LoggedGroup(1.0, "r", "credit", "3", "A", {"Age": [2**70, 5]}, [0.1, 0.2], [None, None])
+    assert json.loads(huge.encoded())["features"] == {"Age": [float(2**70), 5]}
+
+
+def test_the_cap_follows_the_traffic_not_the_average_since_start_up() -> None:
+    log = PredictionLog(None, "predictions", max_rows=1000)  # type: ignore[arg-type]  # no Redis: the cap only
+    stream: list[int] = []  # rows per entry, oldest first, trimmed exactly as MAXLEN would
+
+    def write(rows_per_entry: int, entries: int) -> int:
+        for _ in range(entries):
+            batch = [_Entry(b"[]", rows_per_entry, rows_per_entry)]
+            stream.append(rows_per_entry)
+            del stream[: max(0, len(stream) - log._entries_for_max_rows(batch))]
+        return sum(stream)
+
+    for rows_per_entry, entries in ((1, 5000), (250, 200), (1, 5000), (40, 300)):  # quiet, busy, quiet, moderate
+        kept = write(rows_per_entry, entries)
+        assert 1000 <= kept < 1000 + rows_per_entry, (rows_per_entry, kept)

@@ -105,6 +105,19 @@ def test_the_log_gets_values_as_sent_and_the_cache_key_what_the_model_sees() -> 
     assert [type(value) for value in parsed.canonical_rows[0]] == [float, str, float]
 
 
+def test_the_models_missing_category_marker_is_logged_and_keyed_as_missing() -> None:
+    parsed = parse_rows([{"values": [30, "", 1.0]}, {"values": [30, None, 1.0]}], SCHEMA)
+    assert parsed.columns["Home"] == [None, None]
+    assert parsed.canonical_rows[0] == parsed.canonical_rows[1]
+
+
+@pytest.mark.parametrize("rows", [1, 40])  # a few values are checked in Python, many in numpy
+def test_numbers_just_beyond_float32_are_refused_in_small_and_large_batches(rows: int) -> None:
+    batch = [{"values": [30, "rent", 1.0]} for _ in range(rows)]
+    batch[-1] = {"values": [3.40282356e38, "rent", -3.40282356e38]}  # rounds down to float32's largest in a cast
+    assert [(e["row"], e["field"]) for e in errors_of(batch)] == [(rows - 1, "Age"), (rows - 1, "Income")]
+
+
 def test_numbers_beyond_float32_are_refused_not_turned_into_infinity() -> None:
     errors = errors_of([{"values": [1e39, "rent", -(10**39)]}, {"values": [10**400, "rent", 1.0]}])
     assert [(e["row"], e["field"], e["message"]) for e in errors] == [
