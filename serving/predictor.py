@@ -59,7 +59,8 @@ def _parse(rows: list[Any], model: LoadedModel, applicant_id: str | int | None, 
 
 
 def _subset(inputs: dict[str, np.ndarray], index: list[int]) -> dict[str, np.ndarray]:
-    return {name: column[index] for name, column in inputs.items()}
+    positions = np.array(index, dtype=np.intp)  # converted once, not once per column
+    return {name: column[positions] for name, column in inputs.items()}
 
 
 class PredictionService:

@@ -59,9 +59,10 @@ class ParsedBatch:
 
     def subset(self, index: list[int]) -> ParsedBatch:
         """The rows at `index` (in that order), as if only they had been parsed."""
+        positions = np.array(index, dtype=np.intp)  # converted once: indexing by a list converts it for every column
         return ParsedBatch(
             features=self.features,
-            inputs={name: column[index] for name, column in self.inputs.items()},
+            inputs={name: column[positions] for name, column in self.inputs.items()},
             columns={name: _take(values, index) for name, values in self.columns.items()},
             applicant_ids=_take(self.applicant_ids, index),
         )
