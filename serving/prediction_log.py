@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from collections import deque
@@ -209,7 +210,10 @@ class PredictionLog:
             self._recent_rows += entry.rows
         while len(self._recent) > 1 and self._recent_rows - self._recent[0] >= self.max_rows:
             self._recent_rows -= self._recent.popleft()
-        return len(self._recent)
+        # Until this writer has written max_rows rows, the entries still to come are extrapolated from its average:
+        # trimming to what it wrote so far would throw away other workers' entries, and rows not yet trimmed.
+        missing_rows = max(0, self.max_rows - self._recent_rows)
+        return len(self._recent) + math.ceil(missing_rows * len(self._recent) / self._recent_rows)
 
     def close(self) -> None:
         """Stop the writer and flush what is queued (a worker's last act); later appends are sent at once."""

@@ -164,3 +164,13 @@ def test_the_cap_follows_the_traffic_not_the_average_since_start_up() -> None:
     for rows_per_entry, entries in ((1, 5000), (250, 200), (1, 5000), (40, 300)):  # quiet, busy, quiet, moderate
         kept = write(rows_per_entry, entries)
         assert 1000 <= kept < 1000 + rows_per_entry, (rows_per_entry, kept)
+
+
+def test_a_new_writer_never_trims_what_it_and_the_other_workers_wrote(redis_server) -> None:
+    # Entries this large fill a Redis stream node each, so a too-small MAXLEN would really drop the older ones.
+    wide = {"Age": [30.5] * 300, "Home": ["rent"] * 300}
+    workers = [prediction_log(redis_server.url, max_rows=1000), prediction_log(redis_server.url, max_rows=1000)]
+    for number, log in enumerate(workers):
+        log.append([LoggedGroup(1.0, f"w{number}", "credit", "3", "A", wide, [0.1] * 300, [None] * 300)])
+        assert log.flush() == 1
+    assert logged_request_ids(redis_server.url) == ["w0"] * 300 + ["w1"] * 300
