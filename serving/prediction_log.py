@@ -109,14 +109,12 @@ def _packed(encoded: list[tuple[bytes, int]], entry_max_rows: int) -> list[_Entr
     entries: list[_Entry] = []
     parts: list[bytes] = []
     rows = 0
-    for part, group_rows in encoded:
+    for number, (part, group_rows) in enumerate(encoded, start=1):
         parts.append(part)
         rows += group_rows
-        if rows >= entry_max_rows:
+        if rows >= entry_max_rows or number == len(encoded):
             entries.append(_Entry(b"[" + b",".join(parts) + b"]", rows, len(parts)))
             parts, rows = [], 0
-    if parts:
-        entries.append(_Entry(b"[" + b",".join(parts) + b"]", rows, len(parts)))
     return entries
 
 

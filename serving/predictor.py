@@ -16,7 +16,7 @@ from serving.metrics import GatewayMetrics, observe
 from serving.model_store import LoadedModel, ModelStore
 from serving.prediction_log import LoggedGroup, PredictionLog
 from serving.router import VARIANT_A, VARIANT_B, ABRouter
-from serving.validation import ParsedBatch, RowsInvalidError, require_rows
+from serving.validation import ParsedBatch, RowsInvalidError, require_rows, take_inputs
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,6 @@ def _parse(rows: list[Any], model: LoadedModel, applicant_id: str | int | None, 
         return model.parser.parse(rows, None if applicant_id is None else str(applicant_id))
     except RowsInvalidError as error:
         raise _invalid_rows(error, offset_map) from None
-
-
-def _subset(inputs: dict[str, np.ndarray], index: list[int]) -> dict[str, np.ndarray]:
-    positions = np.array(index, dtype=np.intp)  # converted once, not once per column
-    return {name: column[positions] for name, column in inputs.items()}
 
 
 class PredictionService:
@@ -110,7 +105,7 @@ class PredictionService:
         missing = [i for i, value in enumerate(cached) if value is None]
         probabilities = np.array([np.nan if value is None else value for value in cached], dtype=np.float64)
         if missing:
-            fresh = model.predict(_subset(parsed.inputs, missing))
+            fresh = model.predict(take_inputs(parsed.inputs, missing))
             probabilities[missing] = fresh
             self.cache.set_many({keys[i]: float(p) for i, p in zip(missing, fresh, strict=True)})
         hits = len(keys) - len(missing)

@@ -59,13 +59,18 @@ class ParsedBatch:
 
     def subset(self, index: list[int]) -> ParsedBatch:
         """The rows at `index` (in that order), as if only they had been parsed."""
-        positions = np.array(index, dtype=np.intp)  # converted once: indexing by a list converts it for every column
         return ParsedBatch(
             features=self.features,
-            inputs={name: column[positions] for name, column in self.inputs.items()},
+            inputs=take_inputs(self.inputs, index),
             columns={name: _take(values, index) for name, values in self.columns.items()},
             applicant_ids=_take(self.applicant_ids, index),
         )
+
+
+def take_inputs(inputs: dict[str, np.ndarray], index: list[int]) -> dict[str, np.ndarray]:
+    """The model inputs of the rows at `index`, in that order."""
+    positions = np.array(index, dtype=np.intp)  # converted once: indexing by a list converts it for every column
+    return {name: column[positions] for name, column in inputs.items()}
 
 
 def _take(values: Sequence[Any], index: list[int]) -> list[Any]:
