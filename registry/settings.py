@@ -8,16 +8,22 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class RegistrySettings(BaseSettings):
+class RegisteredModelSettings(BaseSettings):
+    """Which tracking server and which registered model: the base of every package's settings.
+
+    One variable each, whatever the package: `MLFLOW_TRACKING_URI` (MLflow's own, so that `mlflow run` and the MLflow
+    CLI agree with the code) and `CREDIT_REGISTERED_MODEL_NAME`.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    tracking_uri: str | None = Field(default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    model_name: str = Field(default="credit-scoring", validation_alias=AliasChoices("CREDIT_REGISTERED_MODEL_NAME"))
+
+
+class RegistrySettings(RegisteredModelSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
 
-    tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "REGISTRY_TRACKING_URI")
-    )
-    model_name: str = Field(
-        default="credit-scoring",
-        validation_alias=AliasChoices("REGISTRY_MODEL_NAME", "CREDIT_REGISTERED_MODEL_NAME"),
-    )
     # ONNX files are downloaded once per version into this folder.
     cache_dir: Path = Path.home() / ".cache" / "credit-scoring" / "models"
     audit_experiment: str = "registry-audit"

@@ -12,7 +12,6 @@ from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "credit-scoring"
 STAGING_ALIAS = "staging"
 PRODUCTION_ALIAS = "production"
 # The deprecated stages that --mirror-stages keeps in step with the aliases.
