@@ -1,8 +1,12 @@
-"""`python -m registry status|promote|rollback|history`: the registry for people, one clear line on errors."""
+"""`python -m registry status|stage|promote|rollback|history`: the registry for people, one clear line on errors.
+
+The output of each command is its table or message and nothing else (MLflow's download progress bars are off).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -15,8 +19,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry import audit
-from registry.errors import GateRefusedError, RegistryError
-from registry.promotion import promote, rollback
+from registry.errors import RegistryError, first_line
+from registry.gate import GateRefusedError
+from registry.promotion import promote, rollback, stage
 from registry.resolve import require_model
 from registry.settings import RegistrySettings
 
@@ -48,18 +53,19 @@ def run_command(settings: RegistrySettings, work: Callable[[], T]) -> T:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except MlflowException as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        click.echo(f"error: MLflow: {first_line}", err=True)
+        click.echo(f"error: MLflow: {first_line(error)}", err=True)
         raise SystemExit(1) from None
 
 
-@click.group(help="Promote, roll back and inspect versions of the registered credit-scoring model.")
+@click.group(help="Stage, promote, roll back and inspect versions of the registered credit-scoring model.")
 @click.option("--model", "model_name", default=None, help="Registered model name [env CREDIT_REGISTERED_MODEL_NAME].")
 @click.option("--tracking-uri", default=None, help="MLflow tracking server [env MLFLOW_TRACKING_URI].")
 @click.option("--mirror-stages", is_flag=True, default=None, help="Also move the deprecated Production stage.")
 @click.pass_context
 def cli(context: click.Context, model_name: str | None, tracking_uri: str | None, mirror_stages: bool | None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Downloading a version's ONNX file (promote, stage) would draw progress bars into the command's output.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     overrides = {"model_name": model_name, "tracking_uri": tracking_uri, "mirror_stages": mirror_stages}
     context.obj = RegistrySettings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -93,6 +99,18 @@ def status(settings: RegistrySettings) -> None:
         return [f"model {settings.model_name}", *_table(rows)]
 
     click.echo("\n".join(run_command(settings, work)))
+
+
+@cli.command(name="stage", help="Point staging at a version: the next candidate (variant B of the gateway).")
+@click.option("--version", required=True, help="Version number to stage.")
+@click.option("--reason", default="", help="Why: recorded in the audit trail.")
+@click.option("--allow-schema-change", is_flag=True, help="Stage it even though its inputs differ from production's.")
+@click.pass_obj
+def stage_command(settings: RegistrySettings, version: str, reason: str, allow_schema_change: bool) -> None:
+    result = run_command(
+        settings, lambda: stage(version, reason=reason, allow_schema_change=allow_schema_change, settings=settings)
+    )
+    click.echo(result.message)
 
 
 @cli.command(name="promote", help="Promote the staging version (or --version N) to production through the gate.")

@@ -1,21 +1,27 @@
-"""Registry failures with messages meant for a person: the CLI prints them as one line."""
+"""Registry failures meant for a person, and the two rules for reading MLflow's errors (used by every CLI)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from registry.gate import GateReport
+from mlflow.exceptions import MlflowException
 
 
 class RegistryError(Exception):
     """Unknown model, version or alias, an unreachable server, nothing to roll back to, ..."""
 
 
-class GateRefusedError(RegistryError):
-    """The gate refused the candidate; nothing was moved."""
+def is_not_found(error: MlflowException) -> bool:
+    """Whether MLflow says "no such model, version, alias or run".
 
-    def __init__(self, report: GateReport):
-        failed = ", ".join(f"{c.name} ({c.detail})" for c in report.failed_checks)
-        super().__init__(f"gate refused version {report.candidate_version}: {failed}")
-        self.report = report
+    It says so in two ways: RESOURCE_DOES_NOT_EXIST, and INVALID_PARAMETER_VALUE "... alias X not found." for an alias
+    that is not set. Anything else (a server or connection error) is not a "not found" and must propagate: read as one,
+    "no production version" would skip the gate's comparison.
+    """
+    if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error).lower()
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what a one-line CLI error shows."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

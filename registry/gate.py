@@ -2,17 +2,16 @@
 
 Checks (thresholds in `RegistrySettings`): `auc_floor` (always), `auc_vs_incumbent` (with an incumbent), `parity`
 (fp32: |Δp| vs sklearn; INT8: |Δp| vs its fp32 source), `int8_agreement` (INT8 only), `latency` (single-row p99 from
-the benchmark), `schema` (same ONNX inputs as the incumbent).
+the benchmark), `schema` (the same inputs as the incumbent: names, kinds, order).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -24,11 +23,20 @@ from sklearn.metrics import roc_auc_score
 from registry.errors import RegistryError
 from registry.resolve import ResolvedModel
 from registry.settings import RegistrySettings
+from scoring.contract import (
+    DECISION_AGREEMENT_TAG,
+    LATENCY_P99_TAG,
+    PARITY_TAG,
+    PREPARE_RUN_ID,
+    frame_sha256,
+    split_artifact,
+    split_sha256_tag,
+)
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 
 logger = logging.getLogger(__name__)
 
-TEST_SPLIT_ARTIFACT = "splits/test.parquet"
+EVALUATION_SPLIT = "test"
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,8 @@ class GateReport:
             "",
             f"- verdict: **{self.verdict}**" + (f" (reason: {self.reason})" if self.reason else ""),
             f"- incumbent: {incumbent}",
-            f"- evaluation data: `{TEST_SPLIT_ARTIFACT}` of prepare run `{self.evaluation['prepare_run_id']}`, "
+            f"- evaluation data: `{split_artifact(EVALUATION_SPLIT)}` of prepare run "
+            f"`{self.evaluation['prepare_run_id']}`, "
             f"{self.evaluation['rows']} rows, sha256 `{str(self.evaluation['sha256'])[:16]}…`",
             f"- at: {self.created_at}",
             "",
@@ -98,6 +107,15 @@ class GateReport:
         return "\n".join(lines) + "\n"
 
 
+class GateRefusedError(RegistryError):
+    """The gate refused the candidate; nothing was moved. The report says why, check by check."""
+
+    def __init__(self, report: GateReport):
+        failed = ", ".join(f"{c.name} ({c.detail})" for c in report.failed_checks)
+        super().__init__(f"gate refused version {report.candidate_version}: {failed}")
+        self.report = report
+
+
 def newest_evaluation_data(
     client: MlflowClient, versions: list[ModelVersion], required_columns: set[str]
 ) -> EvaluationData:
@@ -105,32 +123,35 @@ def newest_evaluation_data(
 
     Candidate and incumbent are scored on the same rows; a split without a column one of them needs is skipped.
     """
-    prepare_run_ids = {v.tags["prepare_run_id"] for v in versions if v.tags.get("prepare_run_id")}
+    prepare_run_ids = {v.tags[PREPARE_RUN_ID] for v in versions if v.tags.get(PREPARE_RUN_ID)}
     if not prepare_run_ids:
         raise RegistryError("no registered version records a prepare_run_id: no held-out data to evaluate on")
     runs = sorted((client.get_run(run_id) for run_id in prepare_run_ids), key=lambda r: r.info.start_time)
     for run in reversed(runs):
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path=TEST_SPLIT_ARTIFACT, tracking_uri=client.tracking_uri
+        with tempfile.TemporaryDirectory(prefix="credit-gate-") as folder:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id,
+                artifact_path=split_artifact(EVALUATION_SPLIT),
+                dst_path=folder,
+                tracking_uri=client.tracking_uri,
             )
-        )
-        frame = pd.read_parquet(local)
+            frame = pd.read_parquet(local)
         if required_columns <= set(frame.columns):
-            digest = run.data.tags.get("split_sha256_test") or hashlib.sha256(local.read_bytes()).hexdigest()
+            # The same hash as prepare's tag (of the frame, not of the Parquet file's bytes), for older runs too.
+            digest = run.data.tags.get(split_sha256_tag(EVALUATION_SPLIT)) or frame_sha256(frame)
             return EvaluationData(frame=frame, prepare_run_id=run.info.run_id, sha256=digest)
     raise RegistryError(
         f"no held-out split known to the registry has all of the columns {', '.join(sorted(required_columns))}"
     )
 
 
-def required_columns(*models: ResolvedModel | None) -> set[str]:
-    return {
-        column
-        for model in models
-        if model is not None
-        for column in [*model.feature_schema.features, model.feature_schema.target]
-    }
+def evaluation_columns(candidate: ResolvedModel, incumbent: ResolvedModel | None) -> set[str]:
+    """The columns the evaluation data needs: both models' when they take the same inputs, else the candidate's
+    (the incumbent then cannot be scored on it, and the `schema` check says why)."""
+    models = [candidate]
+    if incumbent is not None and not candidate.feature_schema.differences(incumbent.feature_schema):
+        models.append(incumbent)
+    return {column for model in models for column in [*model.feature_schema.features, model.feature_schema.target]}
 
 
 def score_auc(model: ResolvedModel, data: EvaluationData) -> float:
@@ -161,9 +182,9 @@ def quality_checks(candidate: ResolvedModel, settings: RegistrySettings) -> list
     """Checks of what the pipeline recorded on the candidate version (no scoring)."""
     if candidate.precision == "int8":
         checks = [
-            _at_most("parity", _recorded(candidate, "parity_max_abs_diff"), settings.max_int8_parity, "INT8 vs fp32"),
+            _at_most("parity", _recorded(candidate, PARITY_TAG), settings.max_int8_parity, "INT8 vs fp32"),
         ]
-        agreement = _recorded(candidate, "decision_agreement")
+        agreement = _recorded(candidate, DECISION_AGREEMENT_TAG)
         checks.append(
             Check(
                 "int8_agreement",
@@ -174,13 +195,11 @@ def quality_checks(candidate: ResolvedModel, settings: RegistrySettings) -> list
             )
         )
     else:
-        checks = [
-            _at_most("parity", _recorded(candidate, "parity_max_abs_diff"), settings.max_fp32_parity, "ONNX vs sklearn")
-        ]
+        checks = [_at_most("parity", _recorded(candidate, PARITY_TAG), settings.max_fp32_parity, "ONNX vs sklearn")]
     checks.append(
         _at_most(
             "latency",
-            _recorded(candidate, "latency_p99_ms_single_row"),
+            _recorded(candidate, LATENCY_P99_TAG),
             settings.latency_budget_ms,
             "single-row p99 ms",
         )
@@ -189,14 +208,11 @@ def quality_checks(candidate: ResolvedModel, settings: RegistrySettings) -> list
 
 
 def schema_check(candidate: ResolvedModel, incumbent: ResolvedModel) -> Check:
-    if candidate.input_signature == incumbent.input_signature:
-        return Check("schema", True, f"{len(candidate.input_signature)} inputs", "same as incumbent", "identical")
-    ours, theirs = dict(candidate.input_signature), dict(incumbent.input_signature)
-    differences = [f"-{n}" for n in theirs if n not in ours] + [f"+{n}" for n in ours if n not in theirs]
-    differences += [f"{n}: {theirs[n]}->{ours[n]}" for n in ours if n in theirs and ours[n] != theirs[n]]
+    differences = candidate.feature_schema.differences(incumbent.feature_schema)
+    inputs = f"{len(candidate.feature_schema.features)} inputs"
     if not differences:
-        differences = ["same inputs in another order"]
-    return Check("schema", False, f"{len(ours)} inputs", "same as incumbent", "; ".join(differences))
+        return Check("schema", True, inputs, "same as incumbent", "identical")
+    return Check("schema", False, inputs, "same as incumbent", "; ".join(differences))
 
 
 def evaluate(

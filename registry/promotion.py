@@ -1,7 +1,7 @@
-"""Moving `production`: promotion through the gate, forced promotion with a reason, and rollback.
+"""Every alias move: staging a candidate, promotion through the gate (or forced, with a reason), and rollback.
 
-`production` is moved with one alias update, so a reader always finds a version behind it (the alias is reassigned,
-never deleted and re-created). Every move is written to the audit trail before it happens.
+An alias is moved with one update, so a reader always finds a version behind it (reassigned, never deleted and
+re-created). Every move is written to the audit trail before it happens, and refusals are recorded too.
 """
 
 from __future__ import annotations
@@ -13,23 +13,100 @@ from datetime import UTC, datetime
 from mlflow.tracking import MlflowClient
 
 from registry import audit, gate
-from registry.errors import GateRefusedError, RegistryError
-from registry.resolve import get_version, load_version, require_model, version_for_alias
+from registry.errors import RegistryError
+from registry.resolve import ResolvedModel, get_version, load_version, require_model, version_for_alias
 from registry.settings import RegistrySettings
-from registry.versions import LEGACY_STAGES, PRODUCTION_ALIAS, STAGING_ALIAS, mirror_stage
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, set_alias
+from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class MoveResult:
-    action: str  # "promote", "rollback" or "no-op"
+    action: str  # "promote", "stage", "rollback" or "no-op"
     model: str
     from_version: str | None
     to_version: str
     message: str
     report: gate.GateReport | None = None
     audit_run_id: str | None = None
+
+
+class SchemaChangeError(RegistryError):
+    """A version whose inputs differ from production's was refused (the gateway could not route rows to it)."""
+
+    def __init__(self, model: str, differences: list[str], what: str):
+        super().__init__(
+            f"{what} takes other inputs than {model}'s production version ({', '.join(differences)}): register it "
+            "under another registered model, or allow the schema change explicitly"
+        )
+        self.differences = differences
+
+
+def production_schema(client: MlflowClient, settings: RegistrySettings) -> ResolvedModel | None:
+    """The production version with its feature schema, or None when the model or its production alias is absent."""
+    name = settings.model_name
+    try:
+        require_model(client, name)
+    except RegistryError:
+        return None
+    current = version_for_alias(client, name, PRODUCTION_ALIAS)
+    return None if current is None else load_version(client, name, current.version, settings)
+
+
+def require_production_schema(
+    client: MlflowClient, settings: RegistrySettings, schema: FeatureSchema, what: str, allow_change: bool = False
+) -> None:
+    """Refuse `schema` (of `what`, e.g. "version 5") if production takes other inputs, unless `allow_change`."""
+    production = production_schema(client, settings)
+    if production is None:
+        return
+    differences = schema.differences(production.feature_schema)
+    if not differences:
+        return
+    if allow_change:
+        logger.warning("%s takes other inputs than production (%s): allowed", what, ", ".join(differences))
+        return
+    raise SchemaChangeError(settings.model_name, differences, what)
+
+
+def stage(
+    version: str,
+    reason: str = "",
+    actor: str | None = None,
+    allow_schema_change: bool = False,
+    settings: RegistrySettings | None = None,
+) -> MoveResult:
+    """Point `staging` at `version`: the candidate the gateway serves as variant B and the gate promotes next.
+
+    Refused for the production version itself and, unless `allow_schema_change`, for a version whose inputs differ
+    from production's (the gateway could route no row to it).
+    """
+    settings = settings or RegistrySettings()
+    client = MlflowClient(settings.tracking_uri)
+    name, actor = settings.model_name, actor or audit.current_actor()
+    require_model(client, name)
+    version = get_version(client, name, version).version
+    production = version_for_alias(client, name, PRODUCTION_ALIAS)
+    if production is not None and production.version == version:
+        raise RegistryError(f"{name} version {version} is in production; staging holds the next candidate")
+    previous = version_for_alias(client, name, STAGING_ALIAS)
+    if previous is not None and previous.version == version:
+        return MoveResult("no-op", name, version, version, f"{name} version {version} is already staged")
+    schema = load_version(client, name, version, settings).feature_schema
+    require_production_schema(client, settings, schema, f"version {version}", allow_schema_change)
+    from_version = previous.version if previous else None
+    audit_run_id = audit.start(client, settings, "stage", from_version, version, actor, reason, False, None)
+    try:
+        set_alias(client, name, STAGING_ALIAS, version, settings.mirror_stages)
+    except BaseException:
+        audit.finish(client, audit_run_id, "failed")
+        raise
+    audit.finish(client, audit_run_id, "moved")
+    message = f"{name} version {version} is now staged (previous: {from_version or 'none'})"
+    logger.info(message)
+    return MoveResult("stage", name, from_version, version, message, None, audit_run_id)
 
 
 def promote(
@@ -63,18 +140,18 @@ def promote(
     evaluation = gate.newest_evaluation_data(
         client,
         list(client.search_model_versions(f"name = '{name}'")),
-        gate.required_columns(candidate, incumbent),
+        gate.evaluation_columns(candidate, incumbent),
     )
     report = gate.evaluate(candidate, incumbent, evaluation, settings)
     report.forced, report.reason = force and not report.passed, reason or None
     previous = incumbent.version if incumbent else None
     if not report.passed and not force:
         audit.start(client, settings, "promote", previous, version, actor, reason, False, report, outcome="refused")
-        raise GateRefusedError(report)
+        raise gate.GateRefusedError(report)
 
     audit_run_id = audit.start(client, settings, "promote", previous, version, actor, reason, report.forced, report)
     try:
-        _move_production(client, settings, version)
+        set_alias(client, name, PRODUCTION_ALIAS, version, settings.mirror_stages)
         if _staging_is(client, name, version):
             # The candidate graduated: it is no longer a staging candidate.
             client.delete_registered_model_alias(name, STAGING_ALIAS)
@@ -107,7 +184,7 @@ def rollback(reason: str = "", actor: str | None = None, settings: RegistrySetti
         client, settings, "rollback", current.version, target, actor, reason or "rollback", False, None
     )
     try:
-        _move_production(client, settings, target)
+        set_alias(client, name, PRODUCTION_ALIAS, target, settings.mirror_stages)
     except BaseException:
         audit.finish(client, audit_run_id, "failed")
         raise
@@ -121,13 +198,6 @@ def rollback(reason: str = "", actor: str | None = None, settings: RegistrySetti
 def _staging_is(client: MlflowClient, name: str, version: str) -> bool:
     staged = version_for_alias(client, name, STAGING_ALIAS)
     return staged is not None and staged.version == version
-
-
-def _move_production(client: MlflowClient, settings: RegistrySettings, version: str) -> None:
-    # One update reassigns the alias: there is no moment without a production version.
-    client.set_registered_model_alias(settings.model_name, PRODUCTION_ALIAS, version)
-    if settings.mirror_stages:
-        mirror_stage(client, settings.model_name, version, LEGACY_STAGES[PRODUCTION_ALIAS])
 
 
 def _tag_move(

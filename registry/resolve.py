@@ -15,13 +15,14 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from registry.errors import RegistryError
+from registry.errors import RegistryError, is_not_found
 from registry.settings import RegistrySettings
+from scoring.contract import ONNX_FILE, PRECISION_TAG
 from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
-
-ONNX_FILE = "model.onnx"
+# The ONNX element type the pipeline gives each kind of feature (one [N,1] input per feature, in schema order).
+INPUT_TYPES = {"numeric": "FLOAT", "categorical": "STRING"}
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,14 @@ class ResolvedModel:
 
     @property
     def precision(self) -> str:
-        return self.tags.get("precision", "unknown")
-
-
-def _not_found(error: MlflowException) -> bool:
-    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower()
+        return self.tags.get(PRECISION_TAG, "unknown")
 
 
 def require_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException as error:
-        if _not_found(error):
+        if is_not_found(error):
             raise RegistryError(f"registered model {name!r} not found") from error
         raise
 
@@ -62,7 +59,7 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as error:
-        if _not_found(error):
+        if is_not_found(error):
             raise RegistryError(f"{name} has no version {version}") from error
         raise
 
@@ -72,9 +69,7 @@ def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersi
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
-        # MLflow answers an unset alias with INVALID_PARAMETER_VALUE "... alias X not found." Anything else (a
-        # server or connection error) must propagate: treating it as "no production" would skip the comparison.
-        if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"} and "not found" in str(error):
+        if is_not_found(error):
             return None
         raise
 
@@ -119,14 +114,22 @@ def load_version(client: MlflowClient, name: str, version: str, settings: Regist
     if "feature_schema" not in metadata:
         raise RegistryError(f"{name} version {version} carries no feature_schema metadata (not from this pipeline?)")
     threshold = metadata.get("decision_threshold")
+    schema = FeatureSchema.from_metadata(metadata)
+    signature = onnx_input_signature(folder / ONNX_FILE)
+    expected = tuple((name, INPUT_TYPES[schema.kind(name)]) for name in schema.features)
+    if signature != expected:
+        raise RegistryError(
+            f"{name} version {version}: the ONNX graph's inputs do not match its feature_schema metadata "
+            "(one float or string input per feature, in order)"
+        )
     return ResolvedModel(
         name=name,
         version=details.version,
         aliases=tuple(details.aliases),
         tags=dict(details.tags),
         onnx_path=folder / ONNX_FILE,
-        feature_schema=FeatureSchema.from_metadata(metadata),
-        input_signature=onnx_input_signature(folder / ONNX_FILE),
+        feature_schema=schema,
+        input_signature=signature,
         decision_threshold=float(threshold) if threshold is not None else None,
     )
 

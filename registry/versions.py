@@ -1,78 +1,86 @@
-"""Registering model versions with their tags and pointing an alias at one of them, all or nothing."""
+"""Registering model versions with their tags, all or nothing, and the low-level alias update.
+
+Every function takes the `MlflowClient` to work through: nothing here reads the process-wide tracking URI.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from registry.errors import is_not_found
 
 logger = logging.getLogger(__name__)
 
 STAGING_ALIAS = "staging"
 PRODUCTION_ALIAS = "production"
+ALIASES = (PRODUCTION_ALIAS, STAGING_ALIAS)
 # The deprecated stages that --mirror-stages keeps in step with the aliases.
 LEGACY_STAGES = {STAGING_ALIAS: "Staging", PRODUCTION_ALIAS: "Production"}
+LOGGED_MODEL_PREFIX = "models:/m-"
 
 
 @dataclass(frozen=True)
 class VersionSpec:
-    """A logged model to register: its URI (`models:/m-...` or `runs:/...`) and the tags the version gets."""
+    """A logged model to register, by its URI (`models:/m-...`, what `log_model` returns), and the version's tags."""
 
     model_uri: str
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _model_exists(client: MlflowClient, name: str) -> bool:
+def model_exists(client: MlflowClient, name: str) -> bool:
     try:
         client.get_registered_model(name)
     except MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+        if is_not_found(error):
             return False
         raise
     return True
 
 
-def register_versions(
+@contextmanager
+def registration(
+    client: MlflowClient,
     name: str,
     specs: list[VersionSpec],
-    alias: str | None = None,
-    alias_index: int = 0,
     description: str = "Credit-scoring MLP (ONNX); probability of default.",
-    mirror_stages: bool = False,
-) -> list[ModelVersion]:
-    """Register every spec as a version of `name` and set `alias` on `specs[alias_index]`.
+) -> Iterator[list[ModelVersion]]:
+    """Register every spec as a version of `name` and yield the versions; the block then finishes the job (aliases).
 
-    If anything fails part-way, the versions created here (and the registered model, if this call created it) are
-    deleted again before the error propagates, so a failure never leaves a half-registered candidate.
+    If registering or the block fails, the versions created here (and the registered model, if this call created
+    it) are deleted again before the error propagates: a failure never leaves a half-registered candidate.
     """
     if not specs:
         raise ValueError("nothing to register")
-    if alias is not None and not 0 <= alias_index < len(specs):
-        raise ValueError(f"alias_index {alias_index} out of range for {len(specs)} versions")
-    client = MlflowClient()
-    created_model = not _model_exists(client, name)
+    for spec in specs:
+        if not spec.model_uri.startswith(LOGGED_MODEL_PREFIX):
+            raise ValueError(f"register logged models by their models:/m-... URI, got {spec.model_uri!r}")
+    created_model = not model_exists(client, name)
     if created_model:
         client.create_registered_model(name, description=description)
     created: list[ModelVersion] = []
     try:
         for spec in specs:
-            tags = {key: str(value) for key, value in spec.tags.items()}
-            version = mlflow.register_model(spec.model_uri, name, tags=tags)
-            created.append(version)
-            logger.info("registered %s version %s (%s)", name, version.version, tags.get("precision", "?"))
-        if alias is not None:
-            client.set_registered_model_alias(name, alias, created[alias_index].version)
-            logger.info("alias %r -> %s version %s", alias, name, created[alias_index].version)
-            if mirror_stages and alias in LEGACY_STAGES:
-                mirror_stage(client, name, created[alias_index].version, LEGACY_STAGES[alias])
+            created.append(_create_version(client, name, spec))
+        yield created
     except BaseException:
         _undo(client, name, created, created_model)
         raise
-    return created
+
+
+def _create_version(client: MlflowClient, name: str, spec: VersionSpec) -> ModelVersion:
+    model_id = spec.model_uri.removeprefix("models:/")
+    tags = {key: str(value) for key, value in spec.tags.items()}
+    source_run_id = client.get_logged_model(model_id).source_run_id
+    version = client.create_model_version(name, spec.model_uri, run_id=source_run_id, tags=tags, model_id=model_id)
+    logger.info("registered %s version %s (%s)", name, version.version, tags.get("precision", "?"))
+    return version
 
 
 def _undo(client: MlflowClient, name: str, created: list[ModelVersion], created_model: bool) -> None:
@@ -90,9 +98,11 @@ def _undo(client: MlflowClient, name: str, created: list[ModelVersion], created_
             logger.exception("could not delete registered model %s while undoing a failed registration", name)
 
 
-def set_alias(name: str, alias: str, version: str, mirror_stages: bool = False) -> None:
-    """Point `alias` at `version` (an existing alias moves in one update)."""
-    client = MlflowClient()
+def set_alias(client: MlflowClient, name: str, alias: str, version: str, mirror_stages: bool = False) -> None:
+    """Point `alias` at `version` in one update (an existing alias moves; it is never deleted and re-created).
+
+    Not audited: `registry.promotion` writes the audit record around each move it makes through this.
+    """
     client.set_registered_model_alias(name, alias, version)
     if mirror_stages and alias in LEGACY_STAGES:
         mirror_stage(client, name, version, LEGACY_STAGES[alias])

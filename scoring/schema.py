@@ -32,3 +32,24 @@ class FeatureSchema:
     def from_metadata(cls, metadata: dict[str, object]) -> FeatureSchema:
         """Read the `feature_schema` entry that the pipeline writes into an ONNX model's MLflow metadata."""
         return cls(**metadata["feature_schema"])
+
+    def kind(self, feature: str) -> str:
+        return "numeric" if feature in self.numeric else "categorical"
+
+    def differences(self, reference: FeatureSchema) -> list[str]:
+        """How these model inputs differ from `reference`'s, one item each: `+added`, `-removed`,
+        `name: numeric->categorical`, or that the same columns come in another order. Empty when they are the same.
+
+        Categories and the target are not part of the inputs: a model that saw other categories takes the same rows.
+        """
+        ours, theirs = set(self.features), set(reference.features)
+        found = [f"+{name}" for name in self.features if name not in theirs]
+        found += [f"-{name}" for name in reference.features if name not in ours]
+        found += [
+            f"{name}: {reference.kind(name)}->{self.kind(name)}"
+            for name in self.features
+            if name in theirs and self.kind(name) != reference.kind(name)
+        ]
+        if not found and self.features != reference.features:
+            found.append("the same columns in another order")
+        return found

@@ -30,4 +30,4 @@ def invocations():
         for kind in [kinds[name]]
     }
     (probabilities,) = session.run(["probabilities"], feed)
-    return jsonify({"probabilities": probabilities[:, 1].tolist()})
+    return jsonify({"predictions": probabilities[:, 1].tolist()})

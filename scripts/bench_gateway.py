@@ -189,7 +189,7 @@ def main() -> int:
             port = free_port()
             gateway_env = {
                 **env,
-                "SERVING_MODEL_NAME": arguments.model,
+                "CREDIT_REGISTERED_MODEL_NAME": arguments.model,
                 "SERVING_BIND": f"127.0.0.1:{port}",
                 "SERVING_WORKERS": "2",
                 "SERVING_RELOAD_INTERVAL_S": "0",

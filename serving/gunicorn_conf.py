@@ -43,7 +43,9 @@ def child_exit(server, worker) -> None:  # noqa: ANN001
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001
     # Runs in the worker after its last request (graceful SIGTERM included): send the queued prediction-log entries.
+    # Imported here, not at the top: the master must not import prometheus_client before on_starting has run.
+    from serving.service import EXTENSION, gateway_of
+
     app = getattr(worker, "wsgi", None)
-    prediction_service = getattr(app, "extensions", {}).get("prediction_service")
-    if prediction_service is not None:
-        prediction_service.log.close()
+    if app is not None and EXTENSION in getattr(app, "extensions", {}):
+        gateway_of(app).predictions.log.close()

@@ -58,9 +58,9 @@ class AccessLog:
     """One JSON line per request on stdout, shaped like JsonFormatter's lines (logger "serving.access").
 
     The line is written straight to stdout's byte stream: it is the one record of every request, and the logging
-    module's path (a LogRecord, handler lock, formatter walking the record's attributes) cost ~25 µs of a ~1 ms
-    request in microbenchmarks and several times that under load. Whether it is written still follows the logging
-    configuration: the line goes out only while the "serving.access" logger is enabled for INFO.
+    module's path (a LogRecord, handler lock, formatter walking the record's attributes) costs a noticeable share of a
+    request (docs/serving.md, "Where the time goes"). Whether it is written still follows the logging configuration:
+    the line goes out only while the "serving.access" logger is enabled for INFO.
     """
 
     name = "serving.access"

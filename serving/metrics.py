@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
+from registry.versions import STAGING_ALIAS
+from serving.model_store import RefreshReport, ServedModels
+
 SMALL_BATCH = 4  # up to this many values, plain observe() is cheaper than the bucket arithmetic
 # Ten bounds, finer at the low end where most applicants score: every non-empty bucket is a locked write to the
-# multiprocess file per request, so twenty 0.05-wide buckets had cost twice as much for a 100-row batch.
+# multiprocess file per request (docs/serving.md has what twenty buckets cost).
 PROBABILITY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
@@ -32,6 +36,21 @@ class GatewayMetrics:
     log_dropped_rows: Counter
     reloads: Counter
     model_info: Gauge
+    staging_routable: Gauge
+
+    def record_refresh(self, report: RefreshReport, served: ServedModels) -> None:
+        """A model store listener: reload outcomes, the versions now loaded, and whether B can be routed to."""
+        for entry in report.loaded:
+            self.reloads.labels(alias=entry.alias, outcome="ok").inc()
+        for alias in report.failed:
+            self.reloads.labels(alias=alias, outcome="failed").inc()
+        self.model_info.clear()
+        for alias, model in served.models.items():
+            self.model_info.labels(alias=alias, version=model.version, precision=model.precision).set(1)
+        self.staging_routable.clear()
+        staging = served.get(STAGING_ALIAS)
+        if staging is not None:
+            self.staging_routable.labels(version=staging.version).set(0 if served.staging_mismatch else 1)
 
 
 def multiprocess_mode() -> bool:
@@ -93,23 +112,48 @@ def create_metrics(app: Flask) -> GatewayMetrics:
             registry=own,
             **gauge_mode,
         ),
+        staging_routable=Gauge(
+            "gateway_staging_routable",
+            "1 while the loaded staging version takes production's inputs (A/B can route to it), 0 when it cannot",
+            ["version"],
+            registry=own,
+            **gauge_mode,
+        ),
     )
 
 
-def observe(histogram: Histogram, values: np.ndarray) -> None:
-    """`histogram.observe` for every value, in one increment per non-empty bucket instead of two per value.
+class BulkObserver:
+    """One histogram child observing a whole array per call: one increment per non-empty bucket instead of two per
+    value (a 1,000-row batch would otherwise take 2,000 locked writes to the multiprocess files).
 
-    Uses prometheus_client's per-child bucket and sum values (tests/serving/test_metrics.py checks the result against
-    plain `observe`); a 1,000-row batch would otherwise take 2,000 locked increments of the multiprocess files.
+    prometheus_client has no public bulk observe, so this is the one place that reaches into a child's internals: its
+    per-bound `_buckets` counters, `_sum` and `_upper_bounds`. They are looked up when the observer is made, so a
+    library release that renames them fails at start-up instead of counting wrong (tests/serving/test_metrics.py
+    also compares the result with one `observe` per value).
     """
-    if len(values) <= SMALL_BATCH:
-        for value in values.tolist():
-            histogram.observe(value)
-        return
-    buckets, total, bounds = histogram._buckets, histogram._sum, histogram._upper_bounds  # noqa: SLF001
-    # Prometheus buckets are "less than or equal": searchsorted(side="left") finds the first bound >= value.
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for bucket, count in zip(buckets, counts.tolist(), strict=False):
-        if count:
-            bucket.inc(count)
-    total.inc(float(np.sum(values)))
+
+    def __init__(self, child: Histogram):
+        self._child = child
+        try:
+            internals: Any = child
+            self._buckets, self._sum = internals._buckets, internals._sum  # noqa: SLF001
+            self._bounds = np.asarray(internals._upper_bounds, dtype=np.float64)  # noqa: SLF001
+        except AttributeError as error:
+            raise RuntimeError(
+                "prometheus_client's Histogram no longer keeps _buckets/_sum/_upper_bounds: update serving.metrics."
+                "BulkObserver for this release"
+            ) from error
+        if len(self._buckets) != len(self._bounds) or self._bounds[-1] != np.inf:
+            raise RuntimeError("prometheus_client's Histogram buckets changed shape: update serving.metrics")
+
+    def observe(self, values: np.ndarray) -> None:
+        if len(values) <= SMALL_BATCH:
+            for value in values.tolist():
+                self._child.observe(value)
+            return
+        # Prometheus buckets are "less than or equal": searchsorted(side="left") finds the first bound >= value.
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds))
+        for bucket, count in zip(self._buckets, counts.tolist(), strict=False):
+            if count:
+                bucket.inc(count)
+        self._sum.inc(float(np.sum(values)))

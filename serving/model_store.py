@@ -2,7 +2,8 @@
 
 `refresh()` asks the registry which versions `production` and `staging` point at; a changed version is downloaded
 (once per version, via the registry's cache), opened, warmed up with the input example logged with it, and only then
-published by replacing the whole snapshot dict in one assignment. Any failure leaves the previous model serving.
+published by replacing the whole `ServedModels` snapshot in one assignment. Any failure leaves the previous model
+serving. A staging version whose inputs differ from production's is loaded but not routed to (and reported).
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ from mlflow.tracking import MlflowClient
 
 from registry.resolve import ResolvedModel, load_version, require_model, version_for_alias
 from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from registry.versions import ALIASES, PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import inference_session, predict_default_probability
 from scoring.schema import FeatureSchema
 from serving.validation import RowParser
 
 logger = logging.getLogger(__name__)
-
-ALIASES = (PRODUCTION_ALIAS, STAGING_ALIAS)
 
 
 @dataclass(frozen=True)
@@ -70,11 +69,40 @@ class LoadedModel:
         }
 
 
+@dataclass(frozen=True)
+class ServedModels:
+    """What is served, as one immutable snapshot: the loaded model per alias and whether B can be routed to."""
+
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    # How staging's inputs differ from production's (`FeatureSchema.differences`); empty: rows can go to either.
+    staging_mismatch: tuple[str, ...] = ()
+
+    def get(self, alias: str) -> LoadedModel | None:
+        return self.models.get(alias)
+
+    @property
+    def routable_staging(self) -> LoadedModel | None:
+        """The staging model, if loaded and taking the same inputs as production (A/B can send it rows)."""
+        return None if self.staging_mismatch else self.models.get(STAGING_ALIAS)
+
+    @classmethod
+    def of(cls, models: dict[str, LoadedModel]) -> ServedModels:
+        production, staging = models.get(PRODUCTION_ALIAS), models.get(STAGING_ALIAS)
+        mismatch = () if production is None or staging is None else tuple(staging.schema.differences(production.schema))
+        return cls(models, mismatch)
+
+
+@dataclass(frozen=True)
+class AliasVersion:
+    alias: str
+    version: str
+
+
 @dataclass
 class RefreshReport:
-    loaded: list[str] = field(default_factory=list)  # "production=7"
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
+    loaded: list[AliasVersion] = field(default_factory=list)
+    unchanged: list[AliasVersion] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # aliases no longer set
     failed: dict[str, str] = field(default_factory=dict)  # alias -> reason
 
 
@@ -94,19 +122,20 @@ def warm_up(resolved: ResolvedModel, session: ort.InferenceSession) -> float:
 class ModelStore:
     def __init__(self, registry_settings: RegistrySettings):
         self.registry_settings = registry_settings
-        self._models: dict[str, LoadedModel] = {}
+        self._served = ServedModels()
         self._refresh_lock = threading.Lock()
         # Called after every refresh (poller, /admin/reload or start-up) with its report and the models now served.
-        self.listeners: list[Callable[[RefreshReport, dict[str, LoadedModel]], None]] = []
+        self.listeners: list[Callable[[RefreshReport, ServedModels], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
     def get(self, alias: str) -> LoadedModel | None:
-        return self._models.get(alias)
+        return self._served.models.get(alias)
 
-    def snapshot(self) -> dict[str, LoadedModel]:
-        return self._models
+    def served(self) -> ServedModels:
+        """The current snapshot; keep it for the whole request so that every lookup sees the same models."""
+        return self._served
 
     def refresh(self) -> RefreshReport:
         """Bring the served models in line with the registry's aliases; never raises."""
@@ -124,7 +153,7 @@ class ModelStore:
                 report.failed = {alias: self.last_error for alias in ALIASES}
                 self._notify(report)
                 return report
-            updated = dict(self._models)
+            updated = dict(self._served.models)
             for alias, version in wanted.items():
                 current = updated.get(alias)
                 if version is None:
@@ -133,26 +162,36 @@ class ModelStore:
                         report.removed.append(alias)
                     continue
                 if current is not None and current.version == version.version:
-                    report.unchanged.append(f"{alias}={version.version}")
+                    report.unchanged.append(AliasVersion(alias, version.version))
                     continue
                 try:
                     updated[alias] = self._load(client, alias, version.version)
-                    report.loaded.append(f"{alias}={version.version}")
+                    report.loaded.append(AliasVersion(alias, version.version))
                 except Exception as error:  # noqa: BLE001 - a bad version must leave the old one serving
                     reason = f"{type(error).__name__}: {str(error)[:300]}"
                     report.failed[alias] = reason
                     self.last_error = f"{alias} version {version.version}: {reason}"
                     logger.error("could not load %s version %s: %s", alias, version.version, reason)
-            self._models = updated  # one assignment: readers see the old or the new snapshot, never a mix
+            served = ServedModels.of(updated)
+            if served.staging_mismatch and served.staging_mismatch != self._served.staging_mismatch:
+                logger.warning(
+                    "staging version %s takes other inputs than production version %s (%s): "
+                    "/predict_ab sends every row to A until they match",
+                    updated[STAGING_ALIAS].version,
+                    updated[PRODUCTION_ALIAS].version,
+                    ", ".join(served.staging_mismatch),
+                )
+            self._served = served  # one assignment: readers see the old or the new snapshot, never a mix
             self._notify(report)
         if report.loaded or report.removed:
-            logger.info("models refreshed: loaded %s, removed %s", report.loaded, report.removed)
+            loaded = ", ".join(f"{entry.alias} version {entry.version}" for entry in report.loaded) or "nothing"
+            logger.info("models refreshed: loaded %s, removed %s", loaded, report.removed or "nothing")
         return report
 
     def _notify(self, report: RefreshReport) -> None:
         for listener in self.listeners:
             try:
-                listener(report, self._models)
+                listener(report, self._served)
             except Exception:  # noqa: BLE001 - a metrics hiccup must not break reloading
                 logger.exception("model store listener failed")
 

@@ -2,9 +2,9 @@
 
 Requests only queue what they scored (one `LoggedGroup` per request and model); a background thread sends the queue
 every `flush_interval_s` and packs it into few entries: one entry holds the groups of many requests, up to about
-`entry_max_rows` rows, so a busy gateway writes a handful of XADDs per interval instead of one per request (each XADD
-cost ~20 µs of the worker's CPU, more than scoring a row). Like the cache it fails open: the groups of a failed write
-are dropped and their rows counted, and so are the oldest queued groups beyond `max_pending` (Redis away for long).
+`entry_max_rows` rows, so a busy gateway writes a handful of XADDs per interval instead of one per request (an XADD
+costs the worker more CPU than scoring a row: docs/serving.md). Like the cache it fails open: the groups of a failed
+write are dropped and their rows counted, and so are the oldest queued groups beyond `max_pending` (Redis away long).
 `close()` flushes what is left; gunicorn calls it when a worker exits (gunicorn_conf.py).
 
 Entry fields (strings): `rows` (scored rows in the entry) and `data`, a JSON array with one object per group:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from serving.cache import PredictionCache
 from serving.errors import ApiError
-from serving.metrics import GatewayMetrics, observe
-from serving.model_store import LoadedModel, ModelStore
+from serving.metrics import BulkObserver, GatewayMetrics
+from serving.model_store import LoadedModel, ModelStore, ServedModels
 from serving.prediction_log import LoggedGroup, PredictionLog
 from serving.router import VARIANT_A, VARIANT_B, ABRouter
 from serving.validation import ParsedBatch, RowsInvalidError, require_rows, take_inputs
@@ -38,6 +38,7 @@ class Scored:
     variants: list[str]
     models: dict[str, LoadedModel]  # variant -> model that served it
     cache_hits: int = 0
+    staging_routable: bool = False  # whether rows could have gone to B (a staging model taking production's inputs)
 
 
 def _invalid_rows(
@@ -70,24 +71,41 @@ class PredictionService:
     ):
         self.store, self.router, self.cache, self.log = store, router, cache, prediction_log
         self.metrics, self.max_batch_rows = metrics, max_batch_rows
-        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[str, str], tuple[Counter, BulkObserver]] = {}
         self._cache_hits, self._cache_misses = metrics.cache.labels(result="hit"), metrics.cache.labels(result="miss")
 
-    def _series(self, variant: str, version: str) -> tuple[Counter, Histogram]:
+    def _series(self, variant: str, version: str) -> tuple[Counter, BulkObserver]:
         """The labelled children for a variant and version (looking labels up each time costs more than the update)."""
         key = (variant, version)
         if key not in self._children:
             self._children[key] = (
                 self.metrics.predictions.labels(variant=variant, model_version=version),
-                self.metrics.probability.labels(variant=variant),
+                BulkObserver(self.metrics.probability.labels(variant=variant)),
             )
         return self._children[key]
 
-    def _model(self, alias: str) -> LoadedModel:
-        model = self.store.get(alias)
+    @staticmethod
+    def _production(served: ServedModels) -> LoadedModel:
+        model = served.get(PRODUCTION_ALIAS)
         if model is None:
-            raise ApiError(503, "model_unavailable", f"no {alias} model is loaded")
+            raise ApiError(503, "model_unavailable", f"no {PRODUCTION_ALIAS} model is loaded")
         return model
+
+    @staticmethod
+    def _staging(served: ServedModels, forced: str | None) -> LoadedModel | None:
+        """The model behind B, if rows may go there; forcing B without one is the client's mistake (409)."""
+        staging = served.routable_staging
+        if forced == VARIANT_B and staging is None:
+            loaded = served.get(STAGING_ALIAS)
+            if loaded is None:
+                raise ApiError(409, "no_staging_model", "variant B was requested but no staging model is loaded")
+            raise ApiError(
+                409,
+                "staging_not_routable",
+                f"variant B was requested but staging version {loaded.version} takes other inputs than production "
+                f"({', '.join(served.staging_mismatch)})",
+            )
+        return staging
 
     def _check_batch(self, rows: Any) -> None:
         try:
@@ -117,7 +135,7 @@ class PredictionService:
 
     def predict(self, rows: list[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:
         self._check_batch(rows)
-        model = self._model(PRODUCTION_ALIAS)
+        model = self._production(self.store.served())
         parsed = _parse(rows, model, applicant_id, list(range(len(rows))))
         probabilities, hits = self._score(model, parsed, use_cache)
         listed = probabilities.tolist()
@@ -128,10 +146,8 @@ class PredictionService:
         self, rows: list[Any], applicant_id: str | int | None, forced: str | None, request_id: str
     ) -> Scored:
         self._check_batch(rows)
-        production = self._model(PRODUCTION_ALIAS)
-        staging = self.store.get(STAGING_ALIAS)
-        if forced == VARIANT_B and staging is None:
-            raise ApiError(409, "no_staging_model", "variant B was requested but no staging model is loaded")
+        served = self.store.served()
+        production, staging = self._production(served), self._staging(served, forced)
         if forced is not None:
             variants = [forced] * len(rows)
         else:
@@ -150,14 +166,16 @@ class PredictionService:
             for index, group in groups:
                 merged[index] = group.probabilities
             probabilities = merged.tolist()
-        return Scored(probabilities, variants, {group.variant: group.model for _, group in groups})
+        models_used = {group.variant: group.model for _, group in groups}
+        return Scored(probabilities, variants, models_used, staging_routable=staging is not None)
 
     @staticmethod
     def _parse_by_variant(
         rows: list[Any], applicant_id: str | int | None, variants: list[str], models: dict[str, LoadedModel]
     ) -> list[tuple[str, LoadedModel, list[int], ParsedBatch]]:
-        """Each variant's rows (request row numbers) parsed by its model's parser. A batch split between two models
-        that take the same inputs is parsed once and then split: indexing the arrays costs less than a second parse.
+        """Each variant's rows (request row numbers) and their parsed inputs. B only gets rows when staging takes
+        production's inputs (`ServedModels.routable_staging`), so a split batch is parsed once, by production's parser,
+        and then split: indexing the arrays costs less than a second parse.
         """
         groups = [
             (variant, model, [i for i, v in enumerate(variants) if v == variant]) for variant, model in models.items()
@@ -166,13 +184,8 @@ class PredictionService:
         if len(groups) == 1:
             variant, model, index = groups[0]
             return [(variant, model, index, _parse(rows, model, applicant_id, index))]
-        if len({model.parser.layout for _, model, _ in groups}) == 1:
-            whole = _parse(rows, groups[0][1], applicant_id, list(range(len(rows))))
-            return [(variant, model, index, whole.subset(index)) for variant, model, index in groups]
-        return [
-            (variant, model, index, _parse([rows[i] for i in index], model, applicant_id, index))
-            for variant, model, index in groups
-        ]
+        whole = _parse(rows, models[VARIANT_A], applicant_id, list(range(len(rows))))
+        return [(variant, model, index, whole.subset(index)) for variant, model, index in groups]
 
     def _record(self, request_id: str, groups: list[ScoredGroup]) -> None:
         """Count and log what each model scored in this request."""
@@ -180,7 +193,7 @@ class PredictionService:
         for group in groups:
             predictions, probability = self._series(group.variant, group.model.version)
             predictions.inc(len(group.listed))
-            observe(probability, group.probabilities)
+            probability.observe(group.probabilities)
         self.log.append(
             [
                 LoggedGroup(

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from registry.settings import RegisteredModelSettings
 
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token", "admin"}
 
 
-class ServingSettings(BaseSettings):
+class ServingSettings(RegisteredModelSettings):
     model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore", populate_by_name=True)
 
     environment: str = "development"  # "production" refuses placeholder secrets
-    tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SERVING_TRACKING_URI")
-    )
-    model_name: str = Field(
-        default="credit-scoring", validation_alias=AliasChoices("SERVING_MODEL_NAME", "CREDIT_REGISTERED_MODEL_NAME")
-    )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
     redis_timeout_s: float = Field(default=0.05, gt=0)  # a cache slower than this is worse than no cache
     breaker_threshold: int = Field(default=3, ge=1)

@@ -1,10 +1,11 @@
 """Per-request telemetry in one pair of Flask hooks: request id, latency histogram and request counter, access line.
 
 prometheus-flask-exporter serves /metrics and sums gunicorn's workers (metrics.py), but its own per-request hooks are
-off (`export_defaults=False`): in place they cost ~70 µs of a ~1 ms request on this machine (LocalProxy lookups,
-`hasattr` probes, label dicts built per request), about half of what the model's inference costs. These hooks record
-the same series under the exporter's names and labels, `flask_http_request_duration_seconds{method,endpoint,status}`
-and `flask_http_request_total{method,status}`, with each label combination's child looked up once and kept.
+off (`export_defaults=False`: docs/serving.md has what they cost). These hooks record the same series under the
+exporter's names and labels, `flask_http_request_duration_seconds{method,endpoint,status}` and
+`flask_http_request_total{method,status}`, with each label combination's child looked up once and kept. The endpoint
+label is the view's name without its blueprint (`predict`, not `prediction.predict`), as before the routes moved into
+blueprints, so queries and dashboards keep working.
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ def install_request_telemetry(app: Flask, metrics: GatewayMetrics, access_log: A
             return response
         elapsed = time.perf_counter() - state.get("started", time.perf_counter())
         status = response.status_code
+        view = None if endpoint is None else endpoint.rpartition(".")[2]
         # An unmatched route has no endpoint: labelled "None", as prometheus-flask-exporter labels it.
-        latency, total = series(current.method if current.method in METHODS else "other", str(endpoint), status)
+        latency, total = series(current.method if current.method in METHODS else "other", str(view), status)
         latency.observe(elapsed)
         total.inc()
         access_log.write(
             {
                 "request_id": request_id,
-                "endpoint": endpoint,
+                "endpoint": view,
                 "status": status,
                 "latency_ms": round(elapsed * 1e3, 3),
                 **state.get("log_fields", {}),

@@ -21,7 +21,6 @@ from scoring.schema import MISSING_CATEGORY, FeatureSchema
 
 ROW_KEYS = frozenset({"values", "features", "applicant_id"})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-SMALL_BATCH_VALUES = 64  # numeric values up to which a batch is checked in Python (see _numbers)
 OUT_OF_RANGE = f"out of range: the model takes numbers up to ±{FLOAT32_MAX:.3g}"
 
 
@@ -147,28 +146,14 @@ _PLAIN_STRINGS = frozenset({str, type(None)})
 
 
 def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], np.ndarray] | None:
-    """The numeric features' values as sent, with a NaN literal as None (missing), and as a float32 features x rows x 1
-    array (NaN = missing), if every value is a JSON number or null within float32's range; None otherwise (the caller
-    then walks the columns to name each bad value).
+    """The numeric features' values as sent (a NaN literal as None: missing), and the same as one float32
+    features x rows x 1 array (NaN = missing), if every value passes `_numeric`; None otherwise (the caller then
+    walks the columns with `_numeric` to name each bad value).
 
-    Up to SMALL_BATCH_VALUES values the checks run in Python, beyond it in numpy: numpy's per-call overhead (several
-    µs a call, more with the caches cold between requests) outweighs a short Python loop, not a long one.
+    This is `_numeric`'s rule for a whole batch at once: one type scan, one conversion, one range check.
     """
     if not set(map(type, chain.from_iterable(columns))) <= _PLAIN_NUMBERS:
         return None
-    if rows * len(columns) <= SMALL_BATCH_VALUES:
-        listed = []
-        for values in columns:
-            column = [*values]
-            for position, value in enumerate(column):
-                if value is None:
-                    continue
-                if value != value:  # NaN
-                    column[position] = None
-                elif not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # also ±inf
-                    return None
-            listed.append(column)
-        return listed, np.array(listed, dtype=np.float32).reshape(len(columns), rows, 1)  # None becomes NaN
     try:
         block = np.array(columns, dtype=np.float64).reshape(len(columns), rows)  # null becomes NaN
     except OverflowError:  # an integer literal beyond float64
@@ -209,8 +194,6 @@ class RowParser:
         self._categorical = [i for i, name in enumerate(self.features) if name not in numeric]
         self._order = {name: position for position, name in enumerate(self.features)}
         self._pick = itemgetter(*self.features) if len(self.features) > 1 else lambda row: (row[self.features[0]],)
-        # Two parsers with the same layout build the same arrays from the same rows.
-        self.layout = (tuple(self.features), tuple(self._numeric))
 
     def parse(self, batch: Any, request_applicant_id: str | None = None) -> ParsedBatch:
         """Validate every row and build the column arrays; raise RowsInvalidError listing every problem.
@@ -255,8 +238,8 @@ class RowParser:
         if not set(map(type, chain.from_iterable(categorical))) <= _PLAIN_STRINGS:
             for i, values in zip(self._categorical, categorical, strict=True):
                 errors.extend(_column_errors(features[i], values, False, row_numbers))
-            # What is left are NaNs sent for a category: missing, like null.
-            categorical = [tuple(None if value != value else value for value in values) for values in categorical]
+            # Values as `_categorical` converts them (a NaN sent for a category is missing, like null).
+            categorical = [tuple(_categorical(value)[0] for value in values) for values in categorical]
         if errors:
             errors.sort(key=lambda error: (-1 if error.row is None else error.row, self._order.get(error.field, -1)))
             raise RowsInvalidError(errors)

@@ -8,8 +8,8 @@ from serving.logs import configure_json_logging
 configure_json_logging()
 app = create_app()
 start_serving(app)
-# MLflow, pandas and friends leave ~200,000 long-lived objects; a full collection walking them took ~100 ms, which
-# showed up as the p99 of single-row requests. Frozen, they are skipped by every later collection (garbage collected
-# first, so that start-up leftovers are not kept forever).
+# MLflow, pandas and friends leave many long-lived objects; full collections walking them showed up as the p99 of
+# single-row requests (docs/serving.md). Frozen, they are skipped by every later collection (garbage collected first,
+# so that start-up leftovers are not kept forever).
 gc.collect()
 gc.freeze()

@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from scoring.contract import CONVERT_RUN_ID, MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps import plots
 from steps.cli import run_step_cli
 from steps.errors import UserInputError
+from steps.onnx_model import load_onnx_model
 from steps.prepare import load_prepared
-from steps.quantize import load_onnx_model
 from steps.settings import PipelineSettings
 from steps.tracking import lineage, log_params, step_run
 
@@ -83,14 +84,14 @@ def benchmark(
         log_params(
             {**upstream, "batch_sizes": " ".join(map(str, batch_sizes)), "repeats": repeats, "max_seconds": max_seconds}
         )
-        prepared = load_prepared(upstream["prepare_run_id"])
+        prepared = load_prepared(upstream[PREPARE_RUN_ID])
         schema = prepared.schema
-        sklearn_model = mlflow.sklearn.load_model(mlflow.get_run(upstream["train_run_id"]).data.tags["model_uri"])
+        sklearn_model = mlflow.sklearn.load_model(mlflow.get_run(upstream[TRAIN_RUN_ID]).data.tags[MODEL_URI_TAG])
         sessions = {
             "onnx_fp32": inference_session(
-                load_onnx_model(mlflow.get_run(upstream["convert_run_id"]).data.tags["model_uri"])
+                load_onnx_model(mlflow.get_run(upstream[CONVERT_RUN_ID]).data.tags[MODEL_URI_TAG])
             ),
-            "onnx_int8": inference_session(load_onnx_model(mlflow.get_run(quantize_run_id).data.tags["model_uri"])),
+            "onnx_int8": inference_session(load_onnx_model(mlflow.get_run(quantize_run_id).data.tags[MODEL_URI_TAG])),
         }
         pool = prepared.splits.test[schema.features]
         rows = []

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from mlflow.exceptions import MlflowException
 
+from registry.errors import RegistryError, first_line
 from steps.errors import StepError, UserInputError
 from steps.settings import PipelineSettings
 from steps.tracking import configure_tracking
@@ -36,7 +37,10 @@ def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
     except StepError as error:
         sys.stderr.write(f"error: {step} failed: {error}\n")
         raise SystemExit(EXIT_STEP_FAILED) from None
+    except RegistryError as error:
+        # The registry's refusals (another feature schema, an unknown alias, ...) are the user's to act on.
+        sys.stderr.write(f"error: {step}: {error}\n")
+        raise SystemExit(EXIT_USER_ERROR) from None
     except MlflowException as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        sys.stderr.write(f"error: {step}: MLflow: {first_line}\n")
+        sys.stderr.write(f"error: {step}: MLflow: {first_line(error)}\n")
         raise SystemExit(EXIT_STEP_FAILED) from None

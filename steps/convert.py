@@ -12,22 +12,20 @@ from dataclasses import dataclass
 import click
 import mlflow
 import numpy as np
-import onnx
 import pandas as pd
-from mlflow.models import infer_signature
 
+from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps.cli import run_step_cli
 from steps.errors import CheckFailedError, UserInputError
-from steps.onnx_model import operator_counts, to_onnx
+from steps.onnx_model import log_onnx_model, operator_counts, to_onnx
 from steps.prepare import load_prepared
 from steps.settings import PipelineSettings
 from steps.tracking import lineage, log_params, step_run
 
 logger = logging.getLogger(__name__)
 
-ONNX_MODEL_REQUIREMENTS = ["onnx>=1.23,<2", "onnxruntime>=1.31,<2"]
 UNSEEN_CATEGORY = "__unseen_in_training__"
 
 
@@ -55,56 +53,6 @@ def perturbed_rows(frame: pd.DataFrame, schema: FeatureSchema, seed: int) -> pd.
     return pd.concat(variants, ignore_index=True)
 
 
-def model_metadata(schema: FeatureSchema, threshold: float, precision: str) -> dict[str, object]:
-    """What a server needs besides the graph: feature kinds and order, target meaning, decision threshold."""
-    return {
-        "feature_schema": {
-            "features": schema.features,
-            "numeric": schema.numeric,
-            "categorical": schema.categorical,
-            "categories": schema.categories,
-            "target": schema.target,
-            "positive_label": schema.positive_label,
-        },
-        "decision_threshold": threshold,
-        "precision": precision,
-        "probability_output": "probabilities[:, 1]",
-    }
-
-
-def tensor_example(schema: FeatureSchema, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Rows as the ONNX feed dict (numpy str for categoricals, so MLflow records a typed tensor signature)."""
-    return {
-        name: array.astype(str) if name in schema.categorical else array
-        for name, array in onnx_inputs(frame, schema).items()
-    }
-
-
-def log_onnx_model(
-    model: onnx.ModelProto,
-    name: str,
-    schema: FeatureSchema,
-    example_rows: pd.DataFrame,
-    threshold: float,
-    precision: str,
-) -> str:
-    """Log an ONNX graph as one file with a tensor signature, input example and serving metadata; return its URI."""
-    example = tensor_example(schema, example_rows)
-    signature = infer_signature(example, np.zeros((len(example_rows), 2), dtype=np.float32))
-    model_info = mlflow.onnx.log_model(
-        model,
-        name=name,
-        signature=signature,
-        input_example=example,
-        save_as_external_data=False,
-        onnx_execution_providers=["CPUExecutionProvider"],
-        pip_requirements=ONNX_MODEL_REQUIREMENTS,
-        metadata=model_metadata(schema, threshold, precision),
-    )
-    mlflow.set_tag("model_uri", model_info.model_uri)
-    return model_info.model_uri
-
-
 def convert(
     train_run_id: str,
     tolerance: float = 1e-4,
@@ -118,9 +66,9 @@ def convert(
         upstream = lineage(train_run_id, "train")
         train_run = mlflow.get_run(train_run_id)
         log_params({**upstream, "parity_tolerance": tolerance, "seed": seed})
-        prepared = load_prepared(upstream["prepare_run_id"])
+        prepared = load_prepared(upstream[PREPARE_RUN_ID])
         schema = prepared.schema
-        pipeline = mlflow.sklearn.load_model(train_run.data.tags["model_uri"])
+        pipeline = mlflow.sklearn.load_model(train_run.data.tags[MODEL_URI_TAG])
         threshold = train_run.data.metrics["decision_threshold"]
 
         onnx_model = to_onnx(pipeline, schema)

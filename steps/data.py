@@ -7,8 +7,8 @@ order, which columns are numeric (float64, NaN = missing) and which are categori
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from registry.errors import first_line
 from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps.errors import UserInputError
 
@@ -49,8 +50,7 @@ def load_table(path: Path) -> pd.DataFrame:
         else:
             table = pd.read_parquet(path)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserInputError(f"data file {path} cannot be read: {first_line}") from error
+        raise UserInputError(f"data file {path} cannot be read: {first_line(error)}") from error
     if table.empty:
         raise UserInputError(f"data file {path} has no rows")
     return table
@@ -61,14 +61,6 @@ def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
-
-
-def frame_sha256(frame: pd.DataFrame) -> str:
-    """Content hash of a frame (values, column names and order), independent of the file format it came from."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([str(c) for c in frame.columns]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -113,27 +105,43 @@ def _match_label(column: pd.Series, label: str) -> object | None:
     return None
 
 
-def infer_schema(features: pd.DataFrame, target: str, positive_label: str, source: str) -> FeatureSchema:
-    """Numeric columns stay numeric, everything else is categorical; fully empty columns are refused."""
+def infer_schema(
+    features: pd.DataFrame, target: str, positive_label: str, source: str, categorical: Collection[str] = ()
+) -> FeatureSchema:
+    """Numeric columns stay numeric unless named in `categorical`, everything else is categorical; fully empty
+    columns are refused. `categorical` is how integer-coded categories (EDUCATION coded 1-6, say) are declared."""
     empty = [str(c) for c in features.columns if features[c].isna().all()]
     if empty:
         raise UserInputError(f"{source}: column(s) entirely empty: {', '.join(empty)}")
-    numeric, categorical = [], []
+    numeric, categorical_columns = [], []
     for column in features.columns:
-        kind = features[column]
         # bool counts as numeric for pandas; treating it as 0/1 is what a user would expect.
-        (numeric if pd.api.types.is_numeric_dtype(kind) else categorical).append(str(column))
+        is_numeric = pd.api.types.is_numeric_dtype(features[column]) and column not in categorical
+        (numeric if is_numeric else categorical_columns).append(str(column))
     categories = {
-        column: sorted(set(features[column].dropna().astype(str)) - {MISSING_CATEGORY}) for column in categorical
+        column: sorted(set(category_labels(features[column].dropna())) - {MISSING_CATEGORY})
+        for column in categorical_columns
     }
     return FeatureSchema(
         features=[str(c) for c in features.columns],
         numeric=numeric,
-        categorical=categorical,
+        categorical=categorical_columns,
         target=target,
         positive_label=positive_label,
         categories=categories,
     )
+
+
+def category_labels(values: pd.Series) -> pd.Series:
+    """A categorical column's values as text labels (missing stays missing). Integer codes read as floats (pandas'
+    type for a numeric column with gaps) keep their integer label: 2.0 is category "2", as in a column without gaps."""
+    if pd.api.types.is_float_dtype(values):
+        return values.map(_float_label, na_action="ignore")
+    return values.astype(str).where(values.notna(), values)
+
+
+def _float_label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def normalize_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
@@ -147,18 +155,29 @@ def normalize_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFra
             out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         else:
             values = frame[column]
-            out[column] = values.where(values.notna(), MISSING_CATEGORY).astype(str).astype(object)
+            out[column] = category_labels(values).where(values.notna(), MISSING_CATEGORY).astype(object)
     return out
 
 
 def validate_table(
-    table: pd.DataFrame, target: str, positive_label: str, min_rows: int, source: str
+    table: pd.DataFrame,
+    target: str,
+    positive_label: str,
+    min_rows: int,
+    source: str,
+    categorical: Sequence[str] = (),
+    drop: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, FeatureSchema, int]:
-    """Check a raw table and return (features + 0/1 target, schema, rows dropped for a missing target)."""
+    """Check a raw table and return (features + 0/1 target, schema, rows dropped for a missing target).
+
+    `categorical` names columns to treat as categories whatever their type; `drop` names columns that are not
+    features (an applicant id, say).
+    """
     table = table.rename(columns=str)
     duplicated = table.columns[table.columns.duplicated()].tolist()
     if duplicated:
         raise UserInputError(f"{source}: duplicated column name(s): {', '.join(duplicated)}")
+    _check_named_columns(table, target, categorical, drop, source)
     y = encode_target(table, target, positive_label, source)
     unlabeled = table[target].isna()
     dropped = int(unlabeled.sum())
@@ -167,16 +186,33 @@ def validate_table(
     table, y = table.loc[~unlabeled], y.loc[~unlabeled]
     if len(table) < min_rows:
         raise UserInputError(f"{source}: {len(table)} labelled rows, at least {min_rows} are needed")
-    if table.shape[1] < 2:
+    raw_features = table.drop(columns=[target, *drop])
+    if raw_features.shape[1] == 0:
         raise UserInputError(f"{source}: no feature columns besides the target {target!r}")
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < 10:
         raise UserInputError(f"{source}: only {minority} row(s) in the minority class of {target!r}, need 10")
-    raw_features = table.drop(columns=[target])
-    schema = infer_schema(raw_features, target, positive_label, source)
+    schema = infer_schema(raw_features, target, positive_label, source, categorical)
     frame = normalize_features(raw_features, schema)
     frame[target] = y.to_numpy()
     return frame.reset_index(drop=True), schema, dropped
+
+
+def _check_named_columns(
+    table: pd.DataFrame, target: str, categorical: Sequence[str], drop: Sequence[str], source: str
+) -> None:
+    for parameter, names in (("categorical-columns", categorical), ("drop-columns", drop)):
+        unknown = [name for name in names if name not in table.columns]
+        if unknown:
+            raise UserInputError(
+                f"{source}: parameter {parameter} names column(s) not in the file: {', '.join(unknown)} "
+                f"(columns: {', '.join(map(str, table.columns))})"
+            )
+        if target in names:
+            raise UserInputError(f"{source}: parameter {parameter} names the target column {target!r}")
+    both = sorted(set(categorical) & set(drop))
+    if both:
+        raise UserInputError(f"{source}: column(s) both categorical and dropped: {', '.join(both)}")
 
 
 def split_frame(

@@ -1,7 +1,8 @@
-"""Entry point `main`: prepare → train → convert → quantize → benchmark as child runs, then register.
+"""Entry point `main`: prepare → train → convert → quantize → benchmark as child runs, then registration.
 
-Registration happens only after every step succeeded: the fp32 and INT8 ONNX models become two versions of one
-registered model, and alias `staging` points at the candidate (rule in `choose_candidate`).
+Registration (`steps.registration`) happens only after every step succeeded: the fp32 and INT8 ONNX models become two
+versions of one registered model, and alias `staging` points at the candidate. A model whose inputs differ from the
+registered model's production version is refused right after `prepare`, before any training.
 """
 
 from __future__ import annotations
@@ -14,29 +15,19 @@ import click
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from registry.errors import GateRefusedError
-from registry.promotion import promote
-from registry.resolve import version_for_alias
-from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions, set_alias
-from steps.benchmark import BenchmarkResult, benchmark, parse_batch_sizes
+from steps.benchmark import benchmark, parse_batch_sizes
 from steps.cli import run_step_cli
-from steps.convert import ConvertResult, convert
+from steps.convert import convert
 from steps.errors import UserInputError
 from steps.model import MLPParams, parse_hidden_layers
-from steps.prepare import DEFAULT_DATA_PATH, PrepareResult, prepare
-from steps.quantize import METHODS, QuantizeResult, quantize
+from steps.prepare import DEFAULT_DATA_PATH, parse_column_list, prepare
+from steps.quantize import METHODS, quantize
+from steps.registration import CANDIDATE_CHOICES, check_schema, choose_candidate, pipeline_output, register_candidate
 from steps.settings import PipelineSettings
-from steps.tracking import git_tags, log_params, step_run
-from steps.train import TrainResult, train
+from steps.tracking import log_params, step_run
+from steps.train import train
 
 logger = logging.getLogger(__name__)
-
-CANDIDATE_CHOICES = ("auto", "fp32", "int8")
-# INT8 becomes the candidate under "auto" only if it costs (almost) nothing and actually buys speed.
-INT8_MIN_AGREEMENT = 0.99
-INT8_MAX_AUC_LOSS = 0.002
-INT8_MIN_SPEEDUP = 1.1
 
 
 @dataclass(frozen=True)
@@ -48,65 +39,6 @@ class MainResult:
     summary: dict[str, float]
     first_deployment: str | None = None  # what happened to `production` when none existed before
     aliases: dict[str, list[str]] = field(default_factory=dict)  # version -> its aliases at the end of the run
-
-
-def choose_candidate(requested: str, quantized: QuantizeResult, bench: BenchmarkResult) -> str:
-    """fp32 unless asked for int8, or "auto" and INT8 agrees with fp32, keeps AUC and is faster on one row."""
-    if requested != "auto":
-        return requested
-    single = bench.table[bench.table["batch_size"] == bench.table["batch_size"].min()].set_index("runtime")
-    speedup = single.at["onnx_fp32", "p50_ms"] / single.at["onnx_int8", "p50_ms"]
-    metrics = quantized.metrics
-    good_enough = (
-        metrics["decision_agreement"] >= INT8_MIN_AGREEMENT
-        and metrics["test_roc_auc_delta"] >= -INT8_MAX_AUC_LOSS
-        and speedup >= INT8_MIN_SPEEDUP
-    )
-    return "int8" if good_enough else "fp32"
-
-
-def version_specs(
-    prepared: PrepareResult,
-    trained: TrainResult,
-    converted: ConvertResult,
-    quantized: QuantizeResult,
-    bench: BenchmarkResult,
-) -> list[VersionSpec]:
-    single = bench.table[bench.table["batch_size"] == bench.table["batch_size"].min()].set_index("runtime")
-    common = {
-        "prepare_run_id": prepared.run_id,
-        "train_run_id": trained.run_id,
-        "benchmark_run_id": bench.run_id,
-        "data_sha256": prepared.data_sha256,
-        "decision_threshold": f"{trained.threshold:.6f}",
-        "git_commit": git_tags()["git_commit"],
-    }
-    fp32 = VersionSpec(
-        converted.model_uri,
-        {
-            **common,
-            "precision": "fp32",
-            "source_run_id": converted.run_id,
-            "test_roc_auc": f"{trained.test_metrics['roc_auc']:.6f}",
-            "parity_max_abs_diff": f"{converted.max_abs_diff:.3g}",
-            "latency_p99_ms_single_row": f"{single.at['onnx_fp32', 'p99_ms']:.4f}",
-        },
-    )
-    q = quantized.metrics
-    int8 = VersionSpec(
-        quantized.model_uri,
-        {
-            **common,
-            "precision": "int8",
-            "source_run_id": quantized.run_id,
-            "fp32_source_run_id": converted.run_id,
-            "test_roc_auc": f"{q['test_roc_auc_int8']:.6f}",
-            "parity_max_abs_diff": f"{q['max_abs_diff']:.3g}",
-            "decision_agreement": f"{q['decision_agreement']:.6f}",
-            "latency_p99_ms_single_row": f"{single.at['onnx_int8', 'p99_ms']:.4f}",
-        },
-    )
-    return [fp32, int8]
 
 
 def main(
@@ -122,6 +54,9 @@ def main(
     candidate: str = "auto",
     register: bool = True,
     promote_first: bool = True,
+    categorical_columns: list[str] | None = None,
+    drop_columns: list[str] | None = None,
+    allow_schema_change: bool = False,
     settings: PipelineSettings | None = None,
 ) -> MainResult:
     settings = settings or PipelineSettings()
@@ -140,15 +75,25 @@ def main(
                 "cv_folds": cv_folds,
                 "quantization": quantization,
                 "candidate": candidate,
-                "registered_model_name": settings.registered_model_name,
+                "registered_model": settings.model_name,
+                "allow_schema_change": allow_schema_change,
             }
         )
-        prepared = prepare(data_path, target, positive_label, seed=seed, settings=settings)
+        prepared = prepare(
+            data_path,
+            target,
+            positive_label,
+            seed=seed,
+            categorical_columns=categorical_columns or [],
+            drop_columns=drop_columns or [],
+            settings=settings,
+        )
+        if register:
+            check_schema(prepared.schema, settings, allow_schema_change)
         trained = train(prepared.run_id, params, cv_folds=cv_folds, settings=settings)
         converted = convert(trained.run_id, settings=settings)
         quantized = quantize(converted.run_id, quantization, settings=settings)
         bench = benchmark(quantized.run_id, batch_sizes, benchmark_repeats, settings=settings)
-        chosen = choose_candidate(candidate, quantized, bench)
         run = mlflow.get_run(trained.run_id)
         summary = {
             "test_roc_auc": trained.test_metrics["roc_auc"],
@@ -162,49 +107,31 @@ def main(
         if trained.baseline_run_id:
             summary["baseline_test_roc_auc"] = mlflow.get_run(trained.baseline_run_id).data.metrics["test_roc_auc"]
         mlflow.log_metrics(summary)
-        mlflow.set_tag("candidate_precision", chosen)
-        versions: dict[str, str] = {}
-        first_deployment = None
-        if register:
-            specs = version_specs(prepared, trained, converted, quantized, bench)
-            alias_index = [spec.tags["precision"] for spec in specs].index(chosen)
-            registered = register_versions(settings.registered_model_name, specs, STAGING_ALIAS, alias_index)
-            versions = {spec.tags["precision"]: mv.version for spec, mv in zip(specs, registered, strict=True)}
-            mlflow.set_tags({f"registered_version_{k}": v for k, v in versions.items()})
-            if promote_first:
-                first_deployment = deploy_if_first(settings, versions, chosen, parent.info.run_id)
-        client = MlflowClient(settings.tracking_uri)
-        aliases = {v: client.get_model_version(settings.registered_model_name, v).aliases for v in versions.values()}
-        return MainResult(
-            parent.info.run_id, settings.registered_model_name, versions, chosen, summary, first_deployment, aliases
+        if not register:
+            chosen = choose_candidate(
+                candidate, pipeline_output(MlflowClient(settings.tracking_uri), bench.run_id).int8
+            )
+            mlflow.set_tag("candidate_precision", chosen)
+            return MainResult(parent.info.run_id, settings.model_name, {}, chosen, summary)
+        registered = register_candidate(
+            bench.run_id,
+            candidate,
+            allow_schema_change,
+            promote_first,
+            actor=f"main run {parent.info.run_id}",
+            settings=settings,
         )
-
-
-def deploy_if_first(settings: PipelineSettings, versions: dict[str, str], chosen: str, run_id: str) -> str | None:
-    """With no `production` yet, promote the candidate through the gate and stage the other precision as challenger.
-
-    Returns what happened (None when a production version already existed: promotion is then the gate's job, run by
-    `python -m registry promote` or the scheduled DAG). A refused gate is reported, not raised: the versions are
-    registered correctly, they just are not good enough to serve.
-    """
-    registry_settings = RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name)
-    client = MlflowClient(settings.tracking_uri)
-    if version_for_alias(client, settings.registered_model_name, PRODUCTION_ALIAS) is not None:
-        return None
-    try:
-        result = promote(
-            versions[chosen], reason="first deployment by the main job", actor=f"main run {run_id}",
-            settings=registry_settings,
-        )  # fmt: skip
-    except GateRefusedError as error:
-        logger.warning("first deployment refused by the gate: %s", error)
-        mlflow.set_tag("first_deployment", f"refused: {error}"[:5000])
-        return f"refused: {error}"
-    challenger = next((version for precision, version in versions.items() if precision != chosen), None)
-    if challenger is not None:
-        set_alias(settings.registered_model_name, STAGING_ALIAS, challenger)
-    mlflow.set_tag("first_deployment", f"production -> version {result.to_version}")
-    return result.message
+        mlflow.set_tag("candidate_precision", registered.candidate)
+        mlflow.set_tags({f"registered_version_{k}": v for k, v in registered.versions.items()})
+        return MainResult(
+            parent.info.run_id,
+            settings.model_name,
+            registered.versions,
+            registered.candidate,
+            summary,
+            registered.first_deployment,
+            registered.aliases,
+        )
 
 
 @click.command(help="Run the whole pipeline as child runs of one parent run, then register the ONNX models.")
@@ -228,6 +155,20 @@ def deploy_if_first(settings: PipelineSettings, versions: dict[str, str], chosen
     show_default=True,
     help="With no production version yet, promote the candidate through the gate.",
 )
+@click.option("--categorical-columns", default="", help="Comma-separated columns that are categories (integer codes).")
+@click.option("--drop-columns", default="", help="Comma-separated columns that are not features (an id, say).")
+@click.option(
+    "--registered-model",
+    default="",
+    help="Registered model for the versions, also the runs' experiment [env CREDIT_REGISTERED_MODEL_NAME].",
+)
+@click.option(
+    "--allow-schema-change",
+    type=click.BOOL,
+    default=False,
+    show_default=True,
+    help="Register even though the inputs differ from the registered model's production version.",
+)
 def cli(
     data_path: Path,
     target: str,
@@ -243,8 +184,14 @@ def cli(
     candidate: str,
     register: bool,
     promote_first: bool,
+    categorical_columns: str,
+    drop_columns: str,
+    registered_model: str,
+    allow_schema_change: bool,
 ) -> None:
     def work(settings: PipelineSettings) -> MainResult:
+        if registered_model:
+            settings = settings.model_copy(update={"model_name": registered_model})
         params = MLPParams(
             hidden_layers=parse_hidden_layers(hidden_layers), alpha=alpha, max_epochs=max_epochs, seed=seed
         )
@@ -261,6 +208,9 @@ def cli(
             candidate,
             register,
             promote_first,
+            parse_column_list(categorical_columns),
+            parse_column_list(drop_columns),
+            allow_schema_change,
             settings,
         )
 

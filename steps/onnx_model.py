@@ -1,4 +1,6 @@
-"""The ONNX form of the pipeline: conversion and INT8 quantization (inputs and sessions: `scoring.onnx_runtime`).
+"""The ONNX form of the pipeline: conversion, INT8 quantization, and logging/loading ONNX models with MLflow.
+
+Inputs and sessions are `scoring.onnx_runtime`'s.
 
 The graph has one input per feature column (float [N,1] for numeric, string [N,1] for categorical) and outputs
 `label` and `probabilities` ([N,2], column 1 = probability of default); there is no ZipMap.
@@ -8,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import onnx
 import pandas as pd
+from mlflow.models import infer_signature
 from onnx import TensorProto, helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -20,12 +25,14 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
+from scoring.contract import MODEL_URI_TAG, ONNX_FILE
 from scoring.onnx_runtime import onnx_inputs
 from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+ONNX_MODEL_REQUIREMENTS = ["onnx>=1.23,<2", "onnxruntime>=1.31,<2"]
 
 
 def to_onnx(pipeline: Pipeline, schema: FeatureSchema) -> onnx.ModelProto:
@@ -111,3 +118,52 @@ def operator_counts(model: onnx.ModelProto) -> dict[str, int]:
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def model_metadata(schema: FeatureSchema, threshold: float, precision: str) -> dict[str, object]:
+    """What a server needs besides the graph: feature kinds and order, target meaning, decision threshold."""
+    return {
+        "feature_schema": asdict(schema),
+        "decision_threshold": threshold,
+        "precision": precision,
+        "probability_output": "probabilities[:, 1]",
+    }
+
+
+def tensor_example(schema: FeatureSchema, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Rows as the ONNX feed dict (numpy str for categoricals, so MLflow records a typed tensor signature)."""
+    return {
+        name: array.astype(str) if name in schema.categorical else array
+        for name, array in onnx_inputs(frame, schema).items()
+    }
+
+
+def log_onnx_model(
+    model: onnx.ModelProto,
+    name: str,
+    schema: FeatureSchema,
+    example_rows: pd.DataFrame,
+    threshold: float,
+    precision: str,
+) -> str:
+    """Log an ONNX graph as one file with a tensor signature, input example and serving metadata; return its URI."""
+    example = tensor_example(schema, example_rows)
+    signature = infer_signature(example, np.zeros((len(example_rows), 2), dtype=np.float32))
+    model_info = mlflow.onnx.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=example,
+        save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        pip_requirements=ONNX_MODEL_REQUIREMENTS,
+        metadata=model_metadata(schema, threshold, precision),
+    )
+    mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
+    return model_info.model_uri
+
+
+def load_onnx_model(model_uri: str) -> onnx.ModelProto:
+    with tempfile.TemporaryDirectory(prefix="credit-onnx-") as folder:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        return onnx.load_model(str(Path(local) / ONNX_FILE))

@@ -1,7 +1,7 @@
 """Step `prepare`: load and validate the data, split it, and publish the splits and feature schema to MLflow.
 
-Artifacts: `splits/{train,validation,test}.parquet`, `schema/feature_schema.json`, `profile/*`. Later steps read them
-through `load_prepared(run_id)`.
+Artifacts (names in `scoring.contract`): `splits/{train,validation,test}.parquet`, `schema/feature_schema.json`,
+`profile/*`. Later steps read them through `load_prepared(run_id)`.
 """
 
 from __future__ import annotations
@@ -9,13 +9,25 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import mlflow
 import pandas as pd
 
+from scoring.contract import (
+    DATA_FILE_TAG,
+    DATA_SHA256_TAG,
+    FEATURE_SCHEMA_ARTIFACT,
+    SPLIT_NAMES,
+    SPLITS_DIR,
+    frame_sha256,
+    split_artifact,
+    split_sha256_tag,
+)
 from scoring.schema import FeatureSchema
 from steps import data, plots
 from steps.cli import run_step_cli
@@ -51,8 +63,12 @@ def prepare(
     validation_fraction: float = 0.15,
     test_fraction: float = 0.2,
     min_rows: int = 100,
+    categorical_columns: Sequence[str] = (),
+    drop_columns: Sequence[str] = (),
     settings: PipelineSettings | None = None,
 ) -> PrepareResult:
+    """Validate and split `data_path`; `categorical_columns` are categories whatever their type (integer codes),
+    `drop_columns` are not features (an id)."""
     settings = settings or PipelineSettings()
     data_path = Path(data_path)
     with step_run("prepare", settings) as run:
@@ -65,13 +81,17 @@ def prepare(
                 "validation_fraction": validation_fraction,
                 "test_fraction": test_fraction,
                 "min_rows": min_rows,
+                "categorical_columns": ",".join(categorical_columns),
+                "drop_columns": ",".join(drop_columns),
             }
         )
         table = data.load_table(data_path)
-        frame, schema, dropped = data.validate_table(table, target, positive_label, min_rows, str(data_path))
+        frame, schema, dropped = data.validate_table(
+            table, target, positive_label, min_rows, str(data_path), categorical_columns, drop_columns
+        )
         splits = data.split_frame(frame, target, seed, validation_fraction, test_fraction)
         data_sha256 = data.file_sha256(data_path)
-        mlflow.set_tags({"data_sha256": data_sha256, "data_file": data_path.name})
+        mlflow.set_tags({DATA_SHA256_TAG: data_sha256, DATA_FILE_TAG: data_path.name})
         rows = {name: len(split) for name, split in splits.items()}
         _log_profile(table, frame, schema, splits, dropped)
         _log_splits(splits, schema, data_path)
@@ -124,24 +144,34 @@ def _log_splits(splits: Splits, schema: FeatureSchema, data_path: Path) -> None:
                     split, source=str(data_path.resolve()), targets=schema.target, name=f"{data_path.stem}-{name}"
                 )
                 mlflow.log_input(dataset, context=name)
-            mlflow.set_tag(f"split_sha256_{name}", data.frame_sha256(split))
-        mlflow.log_artifacts(folder, "splits")
-    mlflow.log_text(schema.to_json(), "schema/feature_schema.json")
+            mlflow.set_tag(split_sha256_tag(name), frame_sha256(split))
+        mlflow.log_artifacts(folder, SPLITS_DIR)
+    mlflow.log_text(schema.to_json(), FEATURE_SCHEMA_ARTIFACT)
+
+
+def load_schema(prepare_run_id: str) -> FeatureSchema:
+    """The feature schema a `prepare` run published (without its splits)."""
+    with tempfile.TemporaryDirectory(prefix="credit-schema-") as folder:
+        schema_file = mlflow.artifacts.download_artifacts(
+            run_id=prepare_run_id, artifact_path=FEATURE_SCHEMA_ARTIFACT, dst_path=folder
+        )
+        return FeatureSchema.from_json(Path(schema_file).read_text())
 
 
 def load_prepared(prepare_run_id: str) -> PreparedData:
     """Read the splits and schema that a `prepare` run published."""
     run = mlflow.get_run(prepare_run_id)
+    schema = load_schema(prepare_run_id)
     # Read into memory, so the downloaded copies need not outlive this call.
     with tempfile.TemporaryDirectory(prefix="credit-prepared-") as folder:
-        schema_file = mlflow.artifacts.download_artifacts(
-            run_id=prepare_run_id, artifact_path="schema/feature_schema.json", dst_path=folder
-        )
-        schema = FeatureSchema.from_json(Path(schema_file).read_text())
-        splits = Path(
-            mlflow.artifacts.download_artifacts(run_id=prepare_run_id, artifact_path="splits", dst_path=folder)
-        )
-        frames = {name: pd.read_parquet(splits / f"{name}.parquet") for name in ("train", "validation", "test")}
+        frames = {
+            name: pd.read_parquet(
+                mlflow.artifacts.download_artifacts(
+                    run_id=prepare_run_id, artifact_path=split_artifact(name), dst_path=folder
+                )
+            )
+            for name in SPLIT_NAMES
+        }
     # Parquet keeps the dtypes, but normalising again guards against files written by other tools.
     normalised = {
         name: pd.concat([data.normalize_features(f, schema), f[[schema.target]]], axis=1) for name, f in frames.items()
@@ -149,8 +179,13 @@ def load_prepared(prepare_run_id: str) -> PreparedData:
     return PreparedData(
         splits=Splits(**normalised),
         schema=schema,
-        data_sha256=run.data.tags["data_sha256"],
+        data_sha256=run.data.tags[DATA_SHA256_TAG],
     )
+
+
+def parse_column_list(text: str) -> list[str]:
+    """`"EDUCATION, SEX"` -> ["EDUCATION", "SEX"] (comma-separated; empty means none)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @click.command(help="Load, validate and split a CSV/Parquet data set; log splits and schema to MLflow.")
@@ -161,8 +196,18 @@ def load_prepared(prepare_run_id: str) -> PreparedData:
 @click.option("--validation-fraction", type=float, default=0.15, show_default=True)
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
 @click.option("--min-rows", type=int, default=100, show_default=True)
-def cli(**options: object) -> None:
-    result = run_step_cli("prepare", lambda settings: prepare(settings=settings, **options))
+@click.option("--categorical-columns", default="", help="Comma-separated columns that are categories (integer codes).")
+@click.option("--drop-columns", default="", help="Comma-separated columns that are not features (an id, say).")
+def cli(categorical_columns: str, drop_columns: str, **options: Any) -> None:
+    result = run_step_cli(
+        "prepare",
+        lambda settings: prepare(
+            categorical_columns=parse_column_list(categorical_columns),
+            drop_columns=parse_column_list(drop_columns),
+            settings=settings,
+            **options,
+        ),
+    )
     click.echo(f"prepare run {result.run_id}: rows {result.rows}, data sha256 {result.data_sha256[:12]}")
 
 

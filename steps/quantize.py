@@ -7,21 +7,19 @@ decisions (at the train step's threshold) on which INT8 agrees with fp32. Speed 
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 
 import click
 import mlflow
 import numpy as np
-import onnx
 from sklearn.metrics import roc_auc_score
 
+from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps.cli import run_step_cli
-from steps.convert import log_onnx_model
 from steps.data import features_and_target
 from steps.errors import CheckFailedError, UserInputError
-from steps.onnx_model import operator_counts
+from steps.onnx_model import load_onnx_model, log_onnx_model, operator_counts
 from steps.onnx_model import quantize as quantize_model
 from steps.prepare import load_prepared
 from steps.settings import PipelineSettings
@@ -39,12 +37,6 @@ class QuantizeResult:
     metrics: dict[str, float]
 
 
-def load_onnx_model(model_uri: str) -> onnx.ModelProto:
-    with tempfile.TemporaryDirectory(prefix="credit-onnx-") as folder:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-        return onnx.load_model(f"{local}/model.onnx")
-
-
 def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSettings | None = None) -> QuantizeResult:
     settings = settings or PipelineSettings()
     if method not in METHODS:
@@ -52,10 +44,10 @@ def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSet
     with step_run("quantize", settings) as run:
         upstream = lineage(convert_run_id, "convert")
         log_params({**upstream, "method": method, "weight_type": "int8"})
-        prepared = load_prepared(upstream["prepare_run_id"])
+        prepared = load_prepared(upstream[PREPARE_RUN_ID])
         schema = prepared.schema
-        threshold = mlflow.get_run(upstream["train_run_id"]).data.metrics["decision_threshold"]
-        fp32 = load_onnx_model(mlflow.get_run(convert_run_id).data.tags["model_uri"])
+        threshold = mlflow.get_run(upstream[TRAIN_RUN_ID]).data.metrics["decision_threshold"]
+        fp32 = load_onnx_model(mlflow.get_run(convert_run_id).data.tags[MODEL_URI_TAG])
         int8 = quantize_model(fp32, schema, method, calibration_frame=prepared.splits.validation[schema.features])
         operators = operator_counts(int8)
         if not {"MatMulInteger", "QuantizeLinear", "DynamicQuantizeLinear"} & operators.keys():

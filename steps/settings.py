@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from registry.settings import RegisteredModelSettings
 
 
-class PipelineSettings(BaseSettings):
+class PipelineSettings(RegisteredModelSettings):
     model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore", populate_by_name=True)
 
-    # MLflow's own variable wins so that `mlflow run` and the MLflow CLI agree with the steps.
-    tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CREDIT_TRACKING_URI")
-    )
-    experiment_name: str = "credit-scoring"
-    registered_model_name: str = "credit-scoring"
+    # Runs started outside `mlflow run` go to this experiment; unset, to the one named like the registered model, so
+    # that the runs of another model (`--registered-model`) do not mix with the credit-scoring runs.
+    experiment_name: str | None = None
+
+    @property
+    def experiment(self) -> str:
+        return self.experiment_name or self.model_name

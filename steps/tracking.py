@@ -16,14 +16,14 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from registry.errors import first_line, is_not_found
+from scoring.contract import FAILURE_REASON_TAG, LINEAGE_KEYS, STEP_TAG
 from steps.errors import UserInputError
 from steps.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Run params through which a step finds its upstream runs (and so their artifacts).
-LINEAGE_KEYS = ("prepare_run_id", "train_run_id", "convert_run_id", "quantize_run_id")
 
 
 @functools.cache
@@ -44,26 +44,41 @@ def git_tags() -> dict[str, str]:
 
 
 def configure_tracking(settings: PipelineSettings) -> None:
+    """Point the process's MLflow at the settings' server (a CLI entry point's set-up)."""
     if settings.tracking_uri:
         mlflow.set_tracking_uri(settings.tracking_uri)
 
 
 @contextmanager
+def tracking_server(settings: PipelineSettings) -> Iterator[None]:
+    """MLflow's fluent API talks to the settings' server for the duration (the previous URI is restored after), so
+    a step function called with settings for another server never writes to, or reads from, the wrong one."""
+    previous = mlflow.get_tracking_uri()
+    if settings.tracking_uri:
+        mlflow.set_tracking_uri(settings.tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@contextmanager
 def step_run(step: str, settings: PipelineSettings) -> Iterator[mlflow.ActiveRun]:
-    """Start (or, under `mlflow run`, resume) the step's run; nested when a parent run is active.
+    """Start (or, under `mlflow run`, resume) the step's run on the settings' server; nested when a parent run is
+    active.
 
     On any exception the run ends FAILED with the reason in tag `failure_reason`, and the exception propagates.
     """
-    nested = mlflow.active_run() is not None
-    if not nested and not os.environ.get("MLFLOW_RUN_ID"):
-        mlflow.set_experiment(settings.experiment_name)
-    with mlflow.start_run(run_name=step, nested=nested, tags={"step": step, **git_tags()}) as run:
-        try:
-            yield run
-        except BaseException as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            mlflow.set_tag("failure_reason", f"{type(error).__name__}: {reason}"[:5000])
-            raise
+    with tracking_server(settings):
+        nested = mlflow.active_run() is not None
+        if not nested and not os.environ.get("MLFLOW_RUN_ID"):
+            mlflow.set_experiment(settings.experiment)
+        with mlflow.start_run(run_name=step, nested=nested, tags={STEP_TAG: step, **git_tags()}) as run:
+            try:
+                yield run
+            except BaseException as error:
+                mlflow.set_tag(FAILURE_REASON_TAG, f"{type(error).__name__}: {first_line(error)}"[:5000])
+                raise
 
 
 def log_params(params: dict[str, object]) -> None:
@@ -95,10 +110,10 @@ def lineage(run_id: str, expected_step: str) -> dict[str, str]:
     try:
         run = MlflowClient().get_run(run_id)
     except MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower():
+        if is_not_found(error):
             raise UserInputError(f"{expected_step} run {run_id!r} not found on the tracking server") from error
         raise
-    step = run.data.tags.get("step")
+    step = run.data.tags.get(STEP_TAG)
     if step != expected_step:
         raise UserInputError(f"run {run_id} is a {step or 'non-pipeline'} run, expected a {expected_step} run")
     if run.info.status != "FINISHED":

@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from tqdm import tqdm
 
+from scoring.contract import MODEL_URI_TAG, STEP_TAG
 from steps import evaluation, plots
 from steps.cli import run_step_cli
 from steps.data import features_and_target
@@ -111,7 +112,7 @@ def train(
             pip_requirements=SKLEARN_MODEL_REQUIREMENTS,
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
-        mlflow.set_tag("model_uri", model_info.model_uri)
+        mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
         logger.info(
             "MLP test ROC AUC %.4f (threshold %.3f); model %s", test_metrics["roc_auc"], threshold, model_info.model_uri
         )
@@ -140,7 +141,7 @@ def _log_baseline(prepared: PreparedData) -> tuple[str, np.ndarray]:
     x_train, y_train = features_and_target(prepared.splits.train, schema)
     x_validation, y_validation = features_and_target(prepared.splits.validation, schema)
     x_test, y_test = features_and_target(prepared.splits.test, schema)
-    with mlflow.start_run(run_name="logistic-baseline", nested=True, tags={"step": "baseline", **git_tags()}) as run:
+    with mlflow.start_run(run_name="logistic-baseline", nested=True, tags={STEP_TAG: "baseline", **git_tags()}) as run:
         model = train_logistic_baseline(schema, x_train, y_train, seed=0)
         threshold = evaluation.choose_threshold(y_validation, model.predict_proba(x_validation)[:, 1])
         probabilities = model.predict_proba(x_test)[:, 1]

@@ -14,6 +14,7 @@ import click
 import mlflow
 from tqdm import tqdm
 
+from scoring.contract import STEP_TAG
 from steps.cli import run_step_cli
 from steps.data import features_and_target
 from steps.errors import UserInputError
@@ -59,7 +60,7 @@ def tune(
         results: list[tuple[float, str, MLPParams]] = []
         for params in tqdm(configurations, desc="tune", unit="trial", leave=False):
             name = f"mlp-{'-'.join(map(str, params.hidden_layers))}-alpha{params.alpha:g}"
-            with mlflow.start_run(run_name=name, nested=True, tags={"step": "tune-trial", **git_tags()}) as trial:
+            with mlflow.start_run(run_name=name, nested=True, tags={STEP_TAG: "tune-trial", **git_tags()}) as trial:
                 log_params(params.as_params())
                 _, history = train_mlp(schema, x_train, y_train, x_validation, y_validation, params)
                 log_metric_history(trial.info.run_id, "train_loss", history.loss)

@@ -69,7 +69,7 @@ def settings(mlflow_server: str) -> PipelineSettings:
     return PipelineSettings(
         tracking_uri=mlflow_server,
         experiment_name=f"test-{suffix}",
-        registered_model_name=f"credit-test-{suffix}",
+        model_name=f"credit-test-{suffix}",
     )
 
 
@@ -114,7 +114,7 @@ class PipelineRuns:
 def pipeline_runs(mlflow_server: str, small_csv: Path) -> PipelineRuns:
     """Every step once, on the small data with short training, for the tests that inspect what steps logged."""
     settings = PipelineSettings(
-        tracking_uri=mlflow_server, experiment_name="test-pipeline", registered_model_name="credit-test-pipeline"
+        tracking_uri=mlflow_server, experiment_name="test-pipeline", model_name="credit-test-pipeline"
     )
     prepared = prepare(small_csv, settings=settings)
     params = MLPParams(hidden_layers=(32, 16), max_epochs=30, patience=5)

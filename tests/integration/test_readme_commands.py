@@ -70,9 +70,9 @@ def test_run_main_runs_the_pipeline_starts_redis_and_the_gateway_and_make_stop_s
         assert "production" in status_table and "staging" in status_table
 
         status, predict = printed_answer(output, "POST /predict (3 applicants)")
-        assert status == 200 and predict["model"]["alias"] == "production" and len(predict["probabilities"]) == 3
+        assert status == 200 and predict["model"]["alias"] == "production" and len(predict["predictions"]) == 3
         status, cached = printed_answer(output, "POST /predict_cached (second call)")
-        assert status == 200 and cached["cached"] is True and cached["probabilities"] == predict["probabilities"]
+        assert status == 200 and cached["cached"] is True and cached["predictions"] == predict["predictions"]
         status, ab = printed_answer(output, "POST /predict_ab")
         assert status == 200 and ab["staging_available"] is True and len(ab["variants"]) == 3
         status, bad = printed_answer(output, "POST /predict with a bad second row")

@@ -1,9 +1,10 @@
 """Registry tests run against two real tracking servers: SQLite-backed and PostgreSQL-backed.
 
-Each backend gets real registered versions made by the pipeline's `main` on small real data:
-v1/v2 base model (fp32/int8; `main` deploys v1 to production and stages v2), v3/v4 a deliberately weak model,
-v5/v6 a model without the `Price` column (another input schema), v7 a copy of v1 (a candidate as good as production),
-v8 a copy of v1 whose recorded parity is out of bounds, v9 a copy of v2 whose recorded INT8 agreement is too low.
+Each backend gets real registered versions made by the pipeline's `main` on small real data: the base model
+(fp32/int8; `main` deploys its fp32 version to production and stages the int8 one), a deliberately weak model, a model
+without the `Price` column and with a `Region` column (another input schema, registered with the change allowed), a
+copy of the base fp32 version (a candidate as good as production), a copy of it whose recorded parity is out of
+bounds, and a copy of the base int8 version whose recorded INT8 agreement is too low. Tests look versions up by role.
 """
 
 from __future__ import annotations
@@ -15,28 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, registration
 from scripts import tracking_server
 from steps.main import main
 from steps.model import MLPParams
 from steps.settings import PipelineSettings
 
 POSTGRES = "host=127.0.0.1 port=5432 user=postgres"
-
-
-@contextlib.contextmanager
-def global_tracking_uri(uri: str) -> Iterator[None]:
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 @contextlib.contextmanager
@@ -75,10 +67,10 @@ def backend_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 
 @dataclass(frozen=True)
-class RegistryFixture:
+class RegisteredVersions:
     url: str
     model_name: str
-    versions: dict[str, str]  # role -> version number
+    versions: dict[str, str]  # role -> version number, as registered
     main_run_id: str
 
 
@@ -86,45 +78,48 @@ FAST = {"cv_folds": 0, "batch_sizes": [1], "benchmark_repeats": 20}
 
 
 @pytest.fixture(scope="module")
-def registry_models(backend_server: str, small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> RegistryFixture:
+def registered_versions(
+    backend_server: str, small_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> RegisteredVersions:
     name = f"credit-registry-{uuid.uuid4().hex[:8]}"
-    settings = PipelineSettings(tracking_uri=backend_server, experiment_name=f"{name}-runs", registered_model_name=name)
-    without_price = tmp_path_factory.mktemp("schema") / "credit_without_price.csv"
-    pd.read_csv(small_csv).drop(columns=["Price"]).to_csv(without_price, index=False)
-    with global_tracking_uri(backend_server):
-        good = MLPParams(hidden_layers=(16,), max_epochs=40, patience=5)
-        base = main(small_csv, params=good, settings=settings, **FAST)
-        weak = MLPParams(hidden_layers=(1,), max_epochs=1, learning_rate=1e-5, patience=1, seed=3)
-        main(small_csv, params=weak, settings=settings, promote_first=False, **FAST)
-        main(without_price, params=good, settings=settings, **FAST)
-        client = MlflowClient()
-        v1, v2 = client.get_model_version(name, "1"), client.get_model_version(name, "2")
-        copies = [
-            VersionSpec(v1.source, dict(v1.tags)),
-            VersionSpec(v1.source, {**v1.tags, "parity_max_abs_diff": "0.01"}),
-            VersionSpec(v2.source, {**v2.tags, "decision_agreement": "0.5"}),
-        ]
-        register_versions(name, copies)
+    settings = PipelineSettings(tracking_uri=backend_server, experiment_name=f"{name}-runs", model_name=name)
+    # Another input schema: one column fewer and one the base model's data does not have at all.
+    other_columns = tmp_path_factory.mktemp("schema") / "credit_other_columns.csv"
+    frame = pd.read_csv(small_csv).drop(columns=["Price"])
+    frame.assign(Region=np.where(frame.index % 3 == 0, "north", "south")).to_csv(other_columns, index=False)
+    good = MLPParams(hidden_layers=(16,), max_epochs=40, patience=5)
+    base = main(small_csv, params=good, settings=settings, **FAST)
+    weak = MLPParams(hidden_layers=(1,), max_epochs=1, learning_rate=1e-5, patience=1, seed=3)
+    weak_run = main(small_csv, params=weak, settings=settings, promote_first=False, **FAST)
+    other = main(other_columns, params=good, settings=settings, allow_schema_change=True, **FAST)
+    client = MlflowClient(backend_server)
+    fp32 = client.get_model_version(name, base.versions["fp32"])
+    int8 = client.get_model_version(name, base.versions["int8"])
+    copies = [
+        VersionSpec(fp32.source, dict(fp32.tags)),
+        VersionSpec(fp32.source, {**fp32.tags, "parity_max_abs_diff": "0.01"}),
+        VersionSpec(int8.source, {**int8.tags, "decision_agreement": "0.5"}),
+    ]
+    with registration(client, name, copies) as created:
+        copy_of_production, bad_parity, bad_agreement = (version.version for version in created)
     roles = {
-        "base_fp32": "1",
-        "base_int8": "2",
-        "weak_fp32": "3",
-        "other_schema": "5",
-        "copy_of_production": "7",
-        "bad_parity": "8",
-        "bad_agreement": "9",
+        "base_fp32": base.versions["fp32"],
+        "base_int8": base.versions["int8"],
+        "weak_fp32": weak_run.versions["fp32"],
+        "other_schema": other.versions["fp32"],
+        "copy_of_production": copy_of_production,
+        "bad_parity": bad_parity,
+        "bad_agreement": bad_agreement,
     }
-    return RegistryFixture(backend_server, name, roles, base.run_id)
+    return RegisteredVersions(backend_server, name, roles, base.run_id)
 
 
 @pytest.fixture
-def registry(registry_models: RegistryFixture, tmp_path: Path) -> Iterator[RegistrySettings]:
-    """Settings for the module's model, the global tracking URI on its server, production back on v1, no staging."""
-    client = MlflowClient(registry_models.url)
-    client.set_registered_model_alias(registry_models.model_name, PRODUCTION_ALIAS, "1")
+def registry_settings(registered_versions: RegisteredVersions, tmp_path: Path) -> RegistrySettings:
+    """Settings for the module's model with production back on the base fp32 version and no staging alias."""
+    client = MlflowClient(registered_versions.url)
+    name = registered_versions.model_name
+    client.set_registered_model_alias(name, PRODUCTION_ALIAS, registered_versions.versions["base_fp32"])
     with contextlib.suppress(mlflow.exceptions.MlflowException):
-        client.delete_registered_model_alias(registry_models.model_name, STAGING_ALIAS)
-    with global_tracking_uri(registry_models.url):
-        yield RegistrySettings(
-            tracking_uri=registry_models.url, model_name=registry_models.model_name, cache_dir=tmp_path / "cache"
-        )
+        client.delete_registered_model_alias(name, STAGING_ALIAS)
+    return RegistrySettings(tracking_uri=registered_versions.url, model_name=name, cache_dir=tmp_path / "cache")

@@ -70,7 +70,7 @@ class Served:
 def served(mlflow_server: str, small_csv: Path) -> Served:
     """A registered model with production (fp32, v1) and staging (int8, v2), made by the pipeline's main."""
     name = f"credit-serving-{uuid.uuid4().hex[:8]}"
-    settings = PipelineSettings(tracking_uri=mlflow_server, experiment_name=f"{name}-runs", registered_model_name=name)
+    settings = PipelineSettings(tracking_uri=mlflow_server, experiment_name=f"{name}-runs", model_name=name)
     main(
         small_csv,
         params=MLPParams(hidden_layers=(16,), max_epochs=40, patience=5),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -17,31 +16,27 @@ from mlflow.tracking import MlflowClient
 from registry.promotion import promote
 from registry.resolve import resolve
 from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, register_versions
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from serving.app import create_app, start_serving
 from serving.logs import AccessLog
 from serving.prediction_log import rows_of
+from serving.service import gateway_of
 from serving.settings import ServingSettings
+from steps.main import main
+from steps.model import MLPParams
+from steps.settings import PipelineSettings
 from tests.serving.conftest import RedisProcess, Served
 
 TOKEN = "test-admin-token-0123"
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(served: Served, redis_url: RedisProcess, tmp_path: Path):
+def app(served: Served, redis_server: RedisProcess, tmp_path: Path):
     settings = ServingSettings(
         tracking_uri=served.url,
         model_name=served.model_name,
-        redis_url=redis_url.url,
+        redis_server=redis_server.url,
         reload_interval_s=0,
         admin_token=TOKEN,
         model_cache_dir=str(tmp_path / "models"),
@@ -50,8 +45,8 @@ def app(served: Served, redis_url: RedisProcess, tmp_path: Path):
     )
     application = create_app(settings)
     yield application
-    application.extensions["model_store"].stop_polling()
-    application.extensions["prediction_service"].log.close()
+    gateway_of(application).store.stop_polling()
+    gateway_of(application).predictions.log.close()
 
 
 @pytest.fixture
@@ -89,7 +84,7 @@ def test_predictions_match_the_registered_onnx_model(client, served: Served) -> 
     schema = resolved.feature_schema
     normalized = frame.assign(**{c: frame[c].fillna("") for c in schema.categorical})
     expected = predict_default_probability(inference_session(resolved.onnx_path), onnx_inputs(normalized, schema))
-    np.testing.assert_allclose(body["probabilities"], expected, atol=1e-6)
+    np.testing.assert_allclose(body["predictions"], expected, atol=1e-6)
     assert response.headers["X-Request-ID"] == body["request_id"]
 
 
@@ -98,8 +93,8 @@ def test_rows_by_feature_name_give_the_same_answer(client, served: Served) -> No
     by_name = [
         {"features": {k: (None if pd.isna(v) else v) for k, v in row.items()}} for row in frame.to_dict("records")
     ]
-    a = client.post("/predict", json={"batch": rows_as_values(frame)}).json["probabilities"]
-    b = client.post("/predict", json={"batch": by_name}).json["probabilities"]
+    a = client.post("/predict", json={"batch": rows_as_values(frame)}).json["predictions"]
+    b = client.post("/predict", json={"batch": by_name}).json["predictions"]
     assert a == b
 
 
@@ -135,11 +130,11 @@ def test_infinity_is_refused(client) -> None:
 
 def test_nulls_are_missing_values_not_errors(client) -> None:
     response = client.post("/predict", json={"batch": [{"values": [None] * 13}]})
-    assert response.status_code == 200 and 0 < response.json["probabilities"][0] < 1
+    assert response.status_code == 200 and 0 < response.json["predictions"][0] < 1
     # Python's json module writes NaN for a float NaN: it means missing too (orjson alone would refuse it).
     with_nan = client.post("/predict", data='{"batch": [{"values": [NaN' + ", null" * 12 + "]}]}",
                            content_type="application/json")  # fmt: skip
-    assert with_nan.status_code == 200 and with_nan.json["probabilities"] == response.json["probabilities"]
+    assert with_nan.status_code == 200 and with_nan.json["predictions"] == response.json["predictions"]
 
 
 @pytest.mark.parametrize(
@@ -167,18 +162,18 @@ def test_applicant_ids_must_be_strings_or_integers(client, served: Served) -> No
     ]
 
 
-def test_every_scored_row_reaches_the_prediction_stream(app, client, served: Served, redis_url) -> None:
+def test_every_scored_row_reaches_the_prediction_stream(app, client, served: Served, redis_server) -> None:
     frame = served.rows.head(40)
     batch = [{**row, "applicant_id": f"applicant-{i}"} for i, row in enumerate(rows_as_values(frame))]
     answer = client.post("/predict_ab", json={"batch": batch}).json
     assert set(answer["variants"]) == {"A", "B"}  # 40 sticky ids at 10%: both versions score part of the batch
-    app.extensions["prediction_service"].log.flush()
-    stream = app.extensions["settings"].prediction_stream
-    logged = [row for _, entry in redis.Redis.from_url(redis_url.url).xrange(stream) for row in rows_of(entry)]
+    gateway_of(app).predictions.log.flush()
+    stream = gateway_of(app).settings.prediction_stream
+    logged = [row for _, entry in redis.Redis.from_url(redis_server.url).xrange(stream) for row in rows_of(entry)]
     by_applicant = {row["applicant_id"]: row for row in logged}
     assert len(logged) == len(by_applicant) == 40
     for i, (probability, variant, version) in enumerate(
-        zip(answer["probabilities"], answer["variants"], answer["versions"], strict=True)
+        zip(answer["predictions"], answer["variants"], answer["versions"], strict=True)
     ):
         row = by_applicant[f"applicant-{i}"]
         assert (row["probability"], row["variant"], row["version"]) == (probability, variant, version)
@@ -215,7 +210,7 @@ def test_second_call_is_served_from_the_cache_and_promotion_misses_it(client, se
     second = client.post("/predict_cached", json=batch).json
     assert (first["cached"], first["cache_hits"]) == (False, 0)
     assert (second["cached"], second["cache_hits"]) == (True, 5)
-    assert second["probabilities"] == pytest.approx(first["probabilities"], abs=1e-12)
+    assert second["predictions"] == pytest.approx(first["predictions"], abs=1e-12)
     settings = RegistrySettings(tracking_uri=served.url, model_name=served.model_name)
     promote("2", force=True, reason="cache test", settings=settings)
     try:
@@ -229,10 +224,10 @@ def test_second_call_is_served_from_the_cache_and_promotion_misses_it(client, se
         reload(client)
 
 
-def test_redis_going_away_still_gives_200s(client, served: Served, redis_url: RedisProcess) -> None:
+def test_redis_going_away_still_gives_200s(client, served: Served, redis_server: RedisProcess) -> None:
     batch = {"batch": rows_as_values(served.rows.head(2))}
     assert client.post("/predict_cached", json=batch).status_code == 200
-    redis_url.stop()
+    redis_server.stop()
     for _ in range(5):
         response = client.post("/predict_cached", json=batch)
         assert response.status_code == 200 and response.json["cached"] is False
@@ -264,7 +259,8 @@ def test_ab_forced_sticky_and_without_staging(client, served: Served) -> None:
 
 def test_models_lists_versions_and_schema(client, served: Served) -> None:
     models = client.get("/models").json
-    assert set(models) == {PRODUCTION_ALIAS, STAGING_ALIAS}
+    assert set(models) == {PRODUCTION_ALIAS, STAGING_ALIAS, "ab_test"}
+    assert models["ab_test"] == {"staging_routable": True, "staging_input_differences": []}
     assert models[PRODUCTION_ALIAS]["version"] == "1" and models[STAGING_ALIAS]["precision"] == "int8"
     assert models[PRODUCTION_ALIAS]["feature_schema"]["features"] == list(served.rows.columns)
 
@@ -284,8 +280,11 @@ def test_a_corrupt_new_version_is_refused_while_the_old_one_keeps_serving(
     mlflow.set_experiment(f"{served.model_name}-corrupt")
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(local), "corrupt_model")
-    (corrupt,) = register_versions(served.model_name, [VersionSpec(f"runs:/{run.info.run_id}/corrupt_model", {})])
-    MlflowClient(served.url).set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, corrupt.version)
+    registry = MlflowClient(served.url)
+    corrupt = registry.create_model_version(
+        served.model_name, f"runs:/{run.info.run_id}/corrupt_model", run.info.run_id
+    )
+    registry.set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, corrupt.version)
     try:
         report = reload(client)
         assert PRODUCTION_ALIAS in report["failed"]
@@ -299,7 +298,7 @@ def test_a_corrupt_new_version_is_refused_while_the_old_one_keeps_serving(
 
 
 def test_an_unreachable_registry_never_stops_serving(client, app, served: Served) -> None:
-    store = app.extensions["model_store"]
+    store = gateway_of(app).store
     reachable = store.registry_settings
     store.registry_settings = reachable.model_copy(update={"tracking_uri": "http://127.0.0.1:9"})
     try:
@@ -312,7 +311,7 @@ def test_an_unreachable_registry_never_stops_serving(client, app, served: Served
 
 
 def test_a_vanished_registered_model_does_not_unload_what_is_served(client, app) -> None:
-    store = app.extensions["model_store"]
+    store = gateway_of(app).store
     original = store.registry_settings
     store.registry_settings = original.model_copy(update={"model_name": "renamed-by-someone"})
     try:
@@ -326,7 +325,7 @@ def test_a_vanished_registered_model_does_not_unload_what_is_served(client, app)
 def test_a_refresh_by_the_poller_updates_the_model_info_metric(client, app, served: Served) -> None:
     MlflowClient(served.url).set_registered_model_alias(served.model_name, PRODUCTION_ALIAS, "2")
     try:
-        app.extensions["model_store"].refresh()  # what the background poller calls
+        gateway_of(app).store.refresh()  # what the background poller calls
         metrics = client.get("/metrics").data.decode()
         assert 'gateway_model_info{alias="production",precision="int8",version="2"} 1.0' in metrics
         assert 'gateway_model_info{alias="production",precision="fp32",version="1"}' not in metrics
@@ -378,3 +377,57 @@ def test_request_metrics_and_access_lines(client, capfd) -> None:
     assert [line["status"] for line in health] == [200, 200, 405]
     assert health[1]["request_id"] == request_id and health[1]["message"] == "request"
     assert not [line for line in lines if line.get("endpoint") == "prometheus_metrics"]
+
+
+def test_every_prediction_answer_carries_predictions_in_request_order(client, served: Served) -> None:
+    batch = rows_as_values(served.rows.head(3))
+    answers = {path: client.post(path, json={"batch": batch}).json for path in ("/predict", "/predict_cached")}
+    answers["/predict_ab"] = client.post("/predict_ab", json={"batch": batch, "variant": "A"}).json
+    single = [client.post("/predict", json={"batch": [row]}).json["predictions"][0] for row in batch]
+    for path, answer in answers.items():
+        assert "probabilities" not in answer, path
+        assert answer["predictions"] == pytest.approx(single, abs=1e-12), path
+    spec = client.get("/openapi.json").json["components"]["schemas"]
+    for name in ("PredictResponse", "CachedPredictResponse", "ABPredictResponse"):
+        assert "predictions" in spec[name]["properties"] and "probabilities" not in spec[name]["properties"]
+
+
+def test_reload_reports_each_alias_with_its_version(client) -> None:
+    report = reload(client)
+    assert report == {
+        "loaded": [],
+        "unchanged": [{"alias": PRODUCTION_ALIAS, "version": "1"}, {"alias": STAGING_ALIAS, "version": "2"}],
+        "removed": [],
+        "failed": {},
+    }
+
+
+def test_a_staging_version_with_other_inputs_is_reported_and_gets_no_rows(
+    client, served: Served, small_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = tmp_path / "without_price.csv"
+    pd.read_csv(small_csv).drop(columns=["Price"]).to_csv(other, index=False)
+    settings = PipelineSettings(tracking_uri=served.url, experiment_name=f"{served.model_name}-other",
+                                model_name=served.model_name)  # fmt: skip
+    staged = main(other, params=MLPParams(hidden_layers=(8,), max_epochs=5), cv_folds=0, batch_sizes=[1],
+                  benchmark_repeats=20, allow_schema_change=True, settings=settings)  # fmt: skip
+    version = staged.versions[staged.candidate]
+    try:
+        with caplog.at_level(logging.WARNING, logger="serving.model_store"):
+            reload(client)
+        assert any(f"staging version {version} takes other inputs" in r.getMessage() for r in caplog.records)
+        models = client.get("/models").json
+        assert models[STAGING_ALIAS]["version"] == version
+        assert models["ab_test"] == {"staging_routable": False, "staging_input_differences": ["-Price"]}
+        metrics = client.get("/metrics").data.decode()
+        assert f'gateway_staging_routable{{version="{version}"}} 0.0' in metrics
+        with_ids = [dict(rows_as_values(served.rows.head(1))[0], applicant_id=f"applicant-{i}") for i in range(60)]
+        answer = client.post("/predict_ab", json={"batch": with_ids}).json
+        assert set(answer["variants"]) == {"A"} and answer["staging_available"] is False
+        forced = client.post("/predict_ab", json={"batch": with_ids[:1], "variant": "B"})
+        assert forced.status_code == 409 and forced.json["error"]["code"] == "staging_not_routable"
+        assert "-Price" in forced.json["error"]["message"]
+    finally:
+        MlflowClient(served.url).set_registered_model_alias(served.model_name, STAGING_ALIAS, "2")
+        reload(client)
+    assert 'gateway_staging_routable{version="2"} 1.0' in client.get("/metrics").data.decode()

@@ -50,7 +50,7 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": served.url,
-        "SERVING_MODEL_NAME": served.model_name,
+        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
         "REDIS_URL": redis_server.url,
         "SERVING_BIND": f"127.0.0.1:{port}",
         "SERVING_WORKERS": "2",

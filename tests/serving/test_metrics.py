@@ -1,4 +1,4 @@
-"""The bulk histogram update gives exactly what one observe() per value gives."""
+"""The bulk histogram update gives exactly what one observe() per value gives, and refuses a changed library."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from serving.metrics import PROBABILITY_BUCKETS, observe
+from serving.metrics import PROBABILITY_BUCKETS, BulkObserver
 
 
 def histogram_samples(update) -> dict[str, float]:  # noqa: ANN001
@@ -25,8 +25,19 @@ def test_bulk_observe_matches_one_observe_per_value() -> None:
         for value in values:
             child.observe(float(value))
 
-    bulk, reference = histogram_samples(lambda child: observe(child, values)), histogram_samples(one_by_one)
+    bulk, reference = (
+        histogram_samples(lambda child: BulkObserver(child).observe(values)),
+        histogram_samples(one_by_one),
+    )
     total = 'p_sum{variant="A"}'
     assert bulk.pop(total) == pytest.approx(reference.pop(total), rel=1e-12)  # summation order differs
     assert bulk == reference and reference['p_count{variant="A"}'] == len(values)
-    assert histogram_samples(lambda child: observe(child, values[:3]))['p_count{variant="A"}'] == 3
+    assert histogram_samples(lambda child: BulkObserver(child).observe(values[:3]))['p_count{variant="A"}'] == 3
+
+
+def test_the_observer_fails_loudly_when_the_histogram_internals_are_not_there() -> None:
+    class Renamed:  # what a prometheus_client release that renamed the per-bucket counters would hand over
+        _upper_bounds = [0.5, float("inf")]
+
+    with pytest.raises(RuntimeError, match="no longer keeps _buckets"):
+        BulkObserver(Renamed())  # type: ignore[arg-type]

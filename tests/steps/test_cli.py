@@ -7,7 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
+
+from registry.errors import RegistryError
+from steps.cli import run_step_cli
+from steps.main import main
+from steps.model import MLPParams
+from steps.prepare import load_schema
+from steps.settings import PipelineSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +83,43 @@ def test_prepare_cli_succeeds_and_reports_its_run(mlflow_server: str, small_csv:
     result = run_cli("steps.prepare", "--data-path", str(small_csv), tracking_uri=mlflow_server)
     assert result.returncode == 0, result.stderr
     assert any(line.startswith("prepare run ") for line in result.stdout.splitlines())
+
+
+def test_a_registry_refusal_inside_a_step_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    def deploy(settings: PipelineSettings) -> None:
+        raise RegistryError("credit-scoring has no alias 'staging': give the version to promote")
+
+    with pytest.raises(SystemExit) as exited:
+        run_step_cli("main", deploy)
+    assert exited.value.code == 2
+    assert (
+        capsys.readouterr().err == "error: main: credit-scoring has no alias 'staging': give the version to promote\n"
+    )
+
+
+def test_main_cli_refuses_another_schema_in_one_line(
+    mlflow_server: str, small_csv: Path, settings, tmp_path: Path
+) -> None:
+    first = main(small_csv, params=MLPParams(hidden_layers=(16,), max_epochs=40, patience=5), cv_folds=0,
+                 batch_sizes=[1], benchmark_repeats=20, settings=settings)  # fmt: skip
+    assert first.first_deployment and "is now in production" in first.first_deployment
+    other = tmp_path / "other.csv"
+    pd.read_csv(small_csv).drop(columns=["Price"]).to_csv(other, index=False)
+    arguments = ["--data-path", str(other), "--registered-model", settings.model_name, "--cv-folds", "0"]
+    result = run_cli("steps.main", *arguments, tracking_uri=mlflow_server)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: main: the new model takes other inputs than {settings.model_name}'s production")
+    assert "(-Price)" in line
+
+
+def test_prepare_cli_takes_categorical_and_dropped_columns(mlflow_server: str, small_csv: Path) -> None:
+    arguments = ["--data-path", str(small_csv), "--categorical-columns", "Seniority, Time", "--drop-columns", "Price"]
+    result = run_cli("steps.prepare", *arguments, tracking_uri=mlflow_server)
+    assert result.returncode == 0, result.stderr
+    (summary,) = [line for line in result.stdout.splitlines() if line.startswith("prepare run ")]
+    run_id = summary.split()[2].rstrip(":")
+    schema = load_schema(run_id)
+    assert {"Seniority", "Time"} <= set(schema.categorical) and "Price" not in schema.features
+    assert mlflow.get_run(run_id).data.params["categorical_columns"] == "Seniority,Time"

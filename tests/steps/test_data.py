@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scoring.contract import frame_sha256
 from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps import data
 from steps.errors import UserInputError
@@ -129,8 +130,8 @@ def test_split_is_stratified_disjoint_and_reproducible(credit_frame: pd.DataFram
     for _, split in splits.items():
         assert split["Status"].mean() == pytest.approx(frame["Status"].mean(), abs=0.01)
     pd.testing.assert_frame_equal(splits.test, again.test)
-    assert data.frame_sha256(splits.train) == data.frame_sha256(again.train)
-    assert data.frame_sha256(splits.train) != data.frame_sha256(splits.test)
+    assert frame_sha256(splits.train) == frame_sha256(again.train)
+    assert frame_sha256(splits.train) != frame_sha256(splits.test)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.5, 1.2, -0.1])
@@ -149,3 +150,42 @@ def test_normalize_features_names_missing_columns(credit_frame: pd.DataFrame) ->
 def test_schema_round_trips_through_json(credit_frame: pd.DataFrame) -> None:
     _, schema, _ = validate(credit_frame)
     assert FeatureSchema.from_json(schema.to_json()) == schema
+
+
+def test_integer_coded_columns_can_be_declared_categorical_and_ids_dropped() -> None:
+    generator = np.random.default_rng(1)
+    education = generator.choice([1, 2, 3, 4, 5, 6], size=300).astype(float)
+    education[:7] = np.nan  # a column with gaps reads as float: its labels must still be "1".."6"
+    frame = pd.DataFrame(
+        {
+            "ID": np.arange(300),
+            "EDUCATION": education,
+            "LIMIT_BAL": generator.normal(50_000, 10_000, size=300),
+            "default": generator.choice([0, 1], size=300),
+        }
+    )
+    inferred = data.validate_table(frame, "default", "1", 100, "uci.csv")[1]
+    assert inferred.numeric == ["ID", "EDUCATION", "LIMIT_BAL"]
+    cleaned, schema, _ = data.validate_table(
+        frame, "default", "1", 100, "uci.csv", categorical=["EDUCATION"], drop=["ID"]
+    )
+    assert schema.features == ["EDUCATION", "LIMIT_BAL"]
+    assert schema.categorical == ["EDUCATION"] and schema.numeric == ["LIMIT_BAL"]
+    assert schema.categories["EDUCATION"] == ["1", "2", "3", "4", "5", "6"]
+    assert set(cleaned["EDUCATION"]) == {"1", "2", "3", "4", "5", "6", MISSING_CATEGORY}
+    assert "ID" not in cleaned.columns
+
+
+@pytest.mark.parametrize(
+    ("categorical", "drop", "message"),
+    [
+        (["EDUCATON"], [], "parameter categorical-columns names column\\(s\\) not in the file: EDUCATON"),
+        ([], ["id"], "parameter drop-columns names column\\(s\\) not in the file: id"),
+        (["default"], [], "parameter categorical-columns names the target column 'default'"),
+        (["EDUCATION"], ["EDUCATION"], "both categorical and dropped: EDUCATION"),
+    ],
+)
+def test_bad_column_lists_name_the_parameter_and_the_column(categorical, drop, message) -> None:
+    frame = pd.DataFrame({"EDUCATION": [1, 2] * 100, "x": range(200), "default": [0, 1] * 100})
+    with pytest.raises(UserInputError, match=message):
+        data.validate_table(frame, "default", "1", 100, "uci.csv", categorical=categorical, drop=drop)
