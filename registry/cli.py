@@ -1,6 +1,6 @@
 """`python -m registry status|stage|promote|rollback|history`: the registry for people, one clear line on errors.
 
-The output of each command is its table or message and nothing else (MLflow's download progress bars are off).
+The output of each command is its table or message and nothing else.
 """
 
 from __future__ import annotations
@@ -64,8 +64,10 @@ def run_command(settings: RegistrySettings, work: Callable[[], T]) -> T:
 @click.pass_context
 def cli(context: click.Context, model_name: str | None, tracking_uri: str | None, mirror_stages: bool | None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Downloading a version's ONNX file (promote, stage) would draw progress bars into the command's output.
+    # The command's output is its table or message: MLflow would add download progress bars (promote and stage fetch
+    # ONNX files) and a "View run" line for every audit record it writes.
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     overrides = {"model_name": model_name, "tracking_uri": tracking_uri, "mirror_stages": mirror_stages}
     context.obj = RegistrySettings(**{k: v for k, v in overrides.items() if v is not None})
 

@@ -36,7 +36,7 @@ def app(served: Served, redis_server: RedisProcess, tmp_path: Path):
     settings = ServingSettings(
         tracking_uri=served.url,
         model_name=served.model_name,
-        redis_server=redis_server.url,
+        redis_url=redis_server.url,
         reload_interval_s=0,
         admin_token=TOKEN,
         model_cache_dir=str(tmp_path / "models"),
