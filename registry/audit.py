@@ -92,7 +92,8 @@ def start(
         client.log_text(run.info.run_id, report.to_markdown(), "gate/report.md")
     if outcome != "pending":
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
-    return run.info.run_id
+    run_id: str = run.info.run_id
+    return run_id
 
 
 def finish(client: MlflowClient, run_id: str, outcome: str) -> None:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -69,7 +68,7 @@ def cli(context: click.Context, model_name: str | None, tracking_uri: str | None
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     overrides = {"model_name": model_name, "tracking_uri": tracking_uri, "mirror_stages": mirror_stages}
-    context.obj = RegistrySettings(**{k: v for k, v in overrides.items() if v is not None})
+    context.obj = RegistrySettings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 @cli.command(help="Table of versions with aliases and key metrics.")
@@ -156,7 +155,7 @@ def history(settings: RegistrySettings, limit: int) -> None:
     click.echo("\n".join(run_command(settings, work)))
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
@@ -166,4 +165,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -43,4 +43,5 @@ def inference_session(model: onnx.ModelProto | bytes | Path, threads: int = 1) -
 
 def predict_default_probability(session: ort.InferenceSession, inputs: dict[str, np.ndarray]) -> np.ndarray:
     (probabilities,) = session.run([PROBABILITIES_OUTPUT], inputs)
-    return probabilities[:, 1].astype(np.float64)
+    default: np.ndarray = probabilities[:, 1].astype(np.float64)
+    return default

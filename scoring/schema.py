@@ -31,7 +31,10 @@ class FeatureSchema:
     @classmethod
     def from_metadata(cls, metadata: dict[str, object]) -> FeatureSchema:
         """Read the `feature_schema` entry that the pipeline writes into an ONNX model's MLflow metadata."""
-        return cls(**metadata["feature_schema"])
+        entry = metadata["feature_schema"]
+        if not isinstance(entry, dict):
+            raise ValueError("the model's feature_schema metadata is not a mapping")
+        return cls(**entry)
 
     def kind(self, feature: str) -> str:
         return "numeric" if feature in self.numeric else "categorical"

@@ -70,7 +70,7 @@ def gateway_body(rows: list[dict[str, object]]) -> str:
     return json.dumps({"batch": [{"features": row} for row in rows]})
 
 
-def tensor_body(rows: list[dict[str, object]], schema) -> str:  # noqa: ANN001
+def tensor_body(rows: list[dict[str, object]], schema) -> str:
     def value(row: dict[str, object], name: str) -> object:
         raw = row[name]
         if name in schema.categorical:
@@ -80,7 +80,7 @@ def tensor_body(rows: list[dict[str, object]], schema) -> str:  # noqa: ANN001
     return json.dumps({"inputs": {name: [[value(r, name)] for r in rows] for name in schema.features}})
 
 
-def dataframe_body(rows: list[dict[str, object]], schema) -> str:  # noqa: ANN001
+def dataframe_body(rows: list[dict[str, object]], schema) -> str:
     data = [
         [("" if r[n] is None else r[n]) if n in schema.categorical else r[n] for n in schema.features] for r in rows
     ]

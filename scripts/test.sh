@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the test suite (README's second command): set up .venv if needed, lint, then pytest. Extra args go to pytest.
+# Run the test suite (README's second command): set up .venv if needed, lint, type-check, then pytest. Extra args go
+# to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -8,4 +9,5 @@ export PATH="$PWD/.venv/bin:$PATH"
 export MLFLOW_DISABLE_TELEMETRY=true
 ruff check .
 ruff format --check .
+mypy  # strict for scoring/, registry/, serving/ (pyproject.toml)
 exec python -m pytest "$@"

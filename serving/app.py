@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3.models.info import Info
+from flask_openapi3.openapi import OpenAPI
 
 from registry.versions import ALIASES
 from serving import schemas

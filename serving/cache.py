@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import cast
 
 import orjson
 import redis
@@ -30,8 +31,9 @@ class PredictionCache:
         return f"{self.prefix}:{model}:{version}:{digest}"
 
     def get_many(self, keys: list[str]) -> list[float | None]:
-        raw = self.redis.call("cache_get", lambda client: client.mget(keys), [None] * len(keys))
-        return [None if value is None else float(value) for value in raw]  # type: ignore[union-attr]
+        fallback: list[bytes | None] = [None] * len(keys)
+        raw = self.redis.call("cache_get", lambda client: cast(list[bytes | None], client.mget(keys)), fallback)
+        return [None if value is None else float(value) for value in raw]
 
     def set_many(self, entries: dict[str, float]) -> None:
         if not entries:

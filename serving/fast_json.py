@@ -11,7 +11,7 @@ Differences from Flask's default provider that a client could notice, and how th
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Response
@@ -43,7 +43,8 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         body = self._encode(self._prepare_response_obj(args, kwargs))
-        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
+        response_class = cast("type[Response]", self._app.response_class)  # a Flask app's: flask.Response
+        return response_class(body + b"\n", mimetype=self.mimetype)
 
     def _encode(self, obj: Any) -> bytes:
         options = _OPTIONS | (orjson.OPT_SORT_KEYS if self.sort_keys else 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any  # gunicorn publishes no types: its Arbiter and Worker are Any here
 
 bind = os.environ.get("SERVING_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SERVING_WORKERS", "2"))
@@ -25,7 +26,7 @@ accesslog = None  # the app writes one structured JSON line per request instead
 errorlog = "-"
 
 
-def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+def on_starting(server: Any) -> None:
     # prometheus_client reads this when first imported (in the workers); every worker writes its samples there.
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="gateway-metrics-")
     shutil.rmtree(folder, ignore_errors=True)
@@ -35,13 +36,13 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def child_exit(server, worker) -> None:  # noqa: ANN001
+def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def worker_exit(server, worker) -> None:  # noqa: ANN001
+def worker_exit(server: Any, worker: Any) -> None:
     # Runs in the worker after its last request (graceful SIGTERM included): send the queued prediction-log entries.
     # Imported here, not at the top: the master must not import prometheus_client before on_starting has run.
     from serving.service import EXTENSION, gateway_of

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from flask import Flask
@@ -67,7 +67,8 @@ def create_metrics(app: Flask) -> GatewayMetrics:
         exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, export_defaults=False, registry=registry)
     else:
         exporter = PrometheusMetrics(app, export_defaults=False, registry=registry)
-    gauge_mode = {"multiprocess_mode": "liveall"} if multiprocess_mode() else {}
+    # Each worker's own series, for as long as the worker lives (what a loaded model is: per process).
+    gauge_mode: Literal["liveall", "all"] = "liveall" if multiprocess_mode() else "all"
     # In multiprocess mode samples go to files that the exporter's MultiProcessCollector reads; registering the
     # metrics as well would report them twice.
     own = None if multiprocess_mode() else registry
@@ -110,14 +111,14 @@ def create_metrics(app: Flask) -> GatewayMetrics:
             "1 for each loaded alias/version",
             ["alias", "version", "precision"],
             registry=own,
-            **gauge_mode,
+            multiprocess_mode=gauge_mode,
         ),
         staging_routable=Gauge(
             "gateway_staging_routable",
             "1 while the loaded staging version takes production's inputs (A/B can route to it), 0 when it cannot",
             ["version"],
             registry=own,
-            **gauge_mode,
+            multiprocess_mode=gauge_mode,
         ),
     )
 
@@ -136,8 +137,8 @@ class BulkObserver:
         self._child = child
         try:
             internals: Any = child
-            self._buckets, self._sum = internals._buckets, internals._sum  # noqa: SLF001
-            self._bounds = np.asarray(internals._upper_bounds, dtype=np.float64)  # noqa: SLF001
+            self._buckets, self._sum = internals._buckets, internals._sum
+            self._bounds = np.asarray(internals._upper_bounds, dtype=np.float64)
         except AttributeError as error:
             raise RuntimeError(
                 "prometheus_client's Histogram no longer keeps _buckets/_sum/_upper_bounds: update serving.metrics."

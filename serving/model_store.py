@@ -109,7 +109,8 @@ class RefreshReport:
 def warm_up(resolved: ResolvedModel, session: ort.InferenceSession) -> float:
     """Score the input example logged with the model; returns how long it took (ms)."""
     folder = Path(resolved.onnx_path).parent
-    example = mlflow.models.Model.load(str(folder)).load_input_example(str(folder))
+    # Typed as str by MLflow, but a tensor example loads as a dict of arrays (anything else cannot feed the graph).
+    example: object = mlflow.models.Model.load(str(folder)).load_input_example(str(folder))
     if not isinstance(example, dict):
         raise ValueError(f"version {resolved.version} has no tensor input example to warm up with")
     started = time.perf_counter()
@@ -147,7 +148,7 @@ class ModelStore:
                 # A missing registered model is treated like an unreachable registry: keep serving what is loaded.
                 require_model(client, settings.model_name)
                 wanted = {alias: version_for_alias(client, settings.model_name, alias) for alias in ALIASES}
-            except Exception as error:  # noqa: BLE001 - an unreachable registry must never stop serving
+            except Exception as error:
                 self.last_error = f"registry not usable: {type(error).__name__}: {str(error)[:200]}"
                 logger.warning("model refresh skipped: %s", self.last_error)
                 report.failed = {alias: self.last_error for alias in ALIASES}
@@ -167,7 +168,7 @@ class ModelStore:
                 try:
                     updated[alias] = self._load(client, alias, version.version)
                     report.loaded.append(AliasVersion(alias, version.version))
-                except Exception as error:  # noqa: BLE001 - a bad version must leave the old one serving
+                except Exception as error:
                     reason = f"{type(error).__name__}: {str(error)[:300]}"
                     report.failed[alias] = reason
                     self.last_error = f"{alias} version {version.version}: {reason}"
@@ -192,7 +193,7 @@ class ModelStore:
         for listener in self.listeners:
             try:
                 listener(report, self._served)
-            except Exception:  # noqa: BLE001 - a metrics hiccup must not break reloading
+            except Exception:
                 logger.exception("model store listener failed")
 
     def _load(self, client: MlflowClient, alias: str, version: str) -> LoadedModel:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import orjson
 import redis
+from redis.typing import EncodableT, FieldT
 
 from serving.redis_gateway import RedisGateway
 
@@ -81,7 +82,7 @@ def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]
     data = json.loads(fields["data"])
     if isinstance(data, dict):
         data = [{**data, "ts": float(fields["ts"]), "version": fields["version"], "variant": fields["variant"]}]
-    rows = []
+    rows: list[dict[str, object]] = []
     for group in data:
         columns: dict[str, list[object]] = group["features"]
         shared = {key: group[key] for key in ("ts", "request_id", "model", "version", "variant")}
@@ -185,7 +186,7 @@ class PredictionLog:
                     chunk = entries[start : start + PIPELINE_ENTRIES]
                     pipeline = client.pipeline(transaction=False)
                     for entry in chunk:
-                        fields = {"rows": str(entry.rows), "data": entry.data}
+                        fields: dict[FieldT, EncodableT] = {"rows": str(entry.rows), "data": entry.data}
                         pipeline.xadd(self.stream, fields, maxlen=max_entries, approximate=True)
                     pipeline.execute()
                     sent += len(chunk)

@@ -7,10 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class CircuitBreaker:
@@ -54,7 +56,7 @@ class RedisGateway:
     breaker: CircuitBreaker
     on_error: Callable[[str], None] = lambda operation: None
 
-    def call(self, operation: str, work: Callable[[redis.Redis], object], fallback: object) -> object:
+    def call(self, operation: str, work: Callable[[redis.Redis], T], fallback: T) -> T:
         if not self.breaker.allow():
             self.on_error(operation)
             return fallback

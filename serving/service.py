@@ -4,6 +4,7 @@ prediction service) and keeps them on the app as one typed `Gateway`, the only w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from flask import Flask, current_app
@@ -31,8 +32,10 @@ class Gateway:
 
 def registry_settings(settings: ServingSettings) -> RegistrySettings:
     """The registry's settings for the served model (its cache folder, unless the gateway names its own)."""
-    overrides = {"cache_dir": settings.model_cache_dir} if settings.model_cache_dir else {}
-    return RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name, **overrides)
+    registry = RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+    if settings.model_cache_dir:
+        registry = registry.model_copy(update={"cache_dir": Path(settings.model_cache_dir)})
+    return registry
 
 
 def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: ModelStore | None = None) -> Gateway:

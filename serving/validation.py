@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -145,7 +145,7 @@ _PLAIN_NUMBERS = frozenset({int, float, type(None)})  # not bool: True is not a 
 _PLAIN_STRINGS = frozenset({str, type(None)})
 
 
-def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], np.ndarray] | None:
+def _numbers(columns: Sequence[Sequence[Any]], rows: int) -> tuple[list[list[Any]], np.ndarray] | None:
     """The numeric features' values as sent (a NaN literal as None: missing), and the same as one float32
     features x rows x 1 array (NaN = missing), if every value passes `_numeric`; None otherwise (the caller then
     walks the columns with `_numeric` to name each bad value).
@@ -161,7 +161,7 @@ def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], 
     # Checked in float64: just above float32's largest number a cast would round down to it instead of overflowing.
     if (np.abs(block) > FLOAT32_MAX).any():  # also ±inf; NaN compares False
         return None
-    has_missing = np.isnan(block).any(axis=1).tolist()
+    has_missing = cast(list[bool], np.isnan(block).any(axis=1).tolist())
     listed = [
         [None if value != value else value for value in values] if missing else [*values]
         for values, missing in zip(columns, has_missing, strict=True)
@@ -169,7 +169,7 @@ def _numbers(columns: list[Sequence[Any]], rows: int) -> tuple[list[list[Any]], 
     return listed, block.astype(np.float32).reshape(len(columns), rows, 1)
 
 
-def _column_errors(name: str, values: list[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
+def _column_errors(name: str, values: Sequence[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
     check = _numeric if numeric else _categorical
     return [
         FieldError(row, name, problem) for row, value in zip(rows, values, strict=True) if (problem := check(value)[1])
@@ -203,7 +203,7 @@ class RowParser:
         row. The prediction log gets the values as sent (checked), not converted back from the arrays.
         """
         require_rows(batch)
-        features, errors = self.features, []
+        features, errors = self.features, list[FieldError]()
         value_rows: list[Sequence[Any]] = []
         row_numbers: list[int] = []
         applicant_ids: list[str | None] = []

@@ -6,12 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: steps run in CI, Airflow workers and containers without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import auc, precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 
 def roc_figure(y_true: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from flask import redirect
-from flask_openapi3 import APIBlueprint
+from flask_openapi3.blueprint import APIBlueprint
 from werkzeug.wrappers import Response
 
 blueprint = APIBlueprint("docs", __name__, doc_ui=False)

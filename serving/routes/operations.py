@@ -6,7 +6,8 @@ import hmac
 from dataclasses import asdict
 
 from flask import Response, jsonify, request
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 
 from registry.versions import ALIASES, PRODUCTION_ALIAS, STAGING_ALIAS
 from serving import schemas

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, g, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
+from flask_openapi3.types import ResponseDict
 
 from serving import schemas
 from serving.model_store import LoadedModel
@@ -19,7 +21,7 @@ from serving.routes import operation_id
 from serving.service import current_gateway
 
 PREDICTION = Tag(name="prediction", description="Probability of default for credit applications")
-ERRORS: dict[int, type[schemas.ErrorResponse]] = {
+ERRORS: ResponseDict = {
     413: schemas.ErrorResponse,
     422: schemas.ErrorResponse,
     503: schemas.ErrorResponse,

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from serving.metrics import PROBABILITY_BUCKETS, BulkObserver
 
 
-def histogram_samples(update) -> dict[str, float]:  # noqa: ANN001
+def histogram_samples(update) -> dict[str, float]:
     registry = CollectorRegistry()
     histogram = Histogram("p", "probability", ["variant"], buckets=PROBABILITY_BUCKETS, registry=registry)
     update(histogram.labels(variant="A"))
@@ -21,7 +21,7 @@ def histogram_samples(update) -> dict[str, float]:  # noqa: ANN001
 def test_bulk_observe_matches_one_observe_per_value() -> None:
     values = np.concatenate([np.random.default_rng(0).random(1000), PROBABILITY_BUCKETS, [0.0, 1.0]])  # bounds too
 
-    def one_by_one(child) -> None:  # noqa: ANN001
+    def one_by_one(child) -> None:
         for value in values:
             child.observe(float(value))
 
