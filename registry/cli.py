@@ -23,6 +23,7 @@ from registry.gate import GateRefusedError
 from registry.promotion import promote, rollback, stage
 from registry.resolve import require_model
 from registry.settings import RegistrySettings
+from scoring.contract import LATENCY_P99_TAG, PARITY_TAG, PRECISION_TAG, TEST_ROC_AUC_TAG
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
@@ -90,10 +91,10 @@ def status(settings: RegistrySettings) -> None:
                 (
                     version.version,
                     ",".join(sorted(aliases.get(version.version, []))) or "-",
-                    tags.get("precision", "?"),
-                    tags.get("test_roc_auc", "?")[:6],
-                    tags.get("parity_max_abs_diff", "?"),
-                    tags.get("latency_p99_ms_single_row", "?"),
+                    tags.get(PRECISION_TAG, "?"),
+                    tags.get(TEST_ROC_AUC_TAG, "?")[:6],
+                    tags.get(PARITY_TAG, "?"),
+                    tags.get(LATENCY_P99_TAG, "?"),
                     created,
                 )
             )

@@ -212,7 +212,26 @@ def schema_check(candidate: ResolvedModel, incumbent: ResolvedModel) -> Check:
     inputs = f"{len(candidate.feature_schema.features)} inputs"
     if not differences:
         return Check("schema", True, inputs, "same as incumbent", "identical")
-    return Check("schema", False, inputs, "same as incumbent", "; ".join(differences))
+    return Check("schema", False, inputs, "same as incumbent", ", ".join(differences))
+
+
+def incumbent_check(candidate: ResolvedModel, candidate_auc: float, incumbent: ResolvedModel, data: EvaluationData,
+                    settings: RegistrySettings) -> Check:  # fmt: skip
+    """Candidate AUC against the incumbent's on the same rows; not comparable when they take other inputs (a column
+    of another kind would not even convert, and a subset of columns would score the incumbent on what it never saw)."""
+    if candidate.feature_schema.differences(incumbent.feature_schema):
+        return Check("auc_vs_incumbent", False, "n/a", "comparable", "not comparable: the models take other inputs")
+    try:
+        incumbent_auc = score_auc(incumbent, data)
+    except RegistryError as error:
+        return Check("auc_vs_incumbent", False, "n/a", "comparable", str(error))
+    return Check(
+        "auc_vs_incumbent",
+        candidate_auc >= incumbent_auc - settings.auc_tolerance,
+        f"{candidate_auc:.4f} vs {incumbent_auc:.4f}",
+        f">= incumbent - {settings.auc_tolerance:g}",
+        f"delta {candidate_auc - incumbent_auc:+.4f}",
+    )
 
 
 def evaluate(
@@ -232,19 +251,7 @@ def evaluate(
         )
     ]
     if incumbent is not None:
-        try:
-            incumbent_auc = score_auc(incumbent, data)
-            checks.append(
-                Check(
-                    "auc_vs_incumbent",
-                    candidate_auc >= incumbent_auc - settings.auc_tolerance,
-                    f"{candidate_auc:.4f} vs {incumbent_auc:.4f}",
-                    f">= incumbent - {settings.auc_tolerance:g}",
-                    f"delta {candidate_auc - incumbent_auc:+.4f}",
-                )
-            )
-        except RegistryError as error:
-            checks.append(Check("auc_vs_incumbent", False, "n/a", "comparable", str(error)))
+        checks.append(incumbent_check(candidate, candidate_auc, incumbent, data, settings))
     checks += quality_checks(candidate, settings)
     if incumbent is not None:
         checks.append(schema_check(candidate, incumbent))

@@ -1,7 +1,8 @@
 """Every alias move: staging a candidate, promotion through the gate (or forced, with a reason), and rollback.
 
 An alias is moved with one update, so a reader always finds a version behind it (reassigned, never deleted and
-re-created). Every move is written to the audit trail before it happens, and refusals are recorded too.
+re-created). Every move is written to the audit trail before it happens, and so is every refusal by the gate or the
+schema rule.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from registry import audit, gate
 from registry.errors import RegistryError
 from registry.resolve import ResolvedModel, get_version, load_version, require_model, version_for_alias
 from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, set_alias
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, remove_alias, set_alias
 from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,14 @@ def stage(
     if previous is not None and previous.version == version:
         return MoveResult("no-op", name, version, version, f"{name} version {version} is already staged")
     schema = load_version(client, name, version, settings).feature_schema
-    require_production_schema(client, settings, schema, f"version {version}", allow_schema_change)
     from_version = previous.version if previous else None
+    try:
+        require_production_schema(client, settings, schema, f"version {version}", allow_schema_change)
+    except SchemaChangeError as error:
+        refusal = f"refused: other inputs than production ({', '.join(error.differences)})"
+        why = f"{reason}; {refusal}" if reason else refusal
+        audit.start(client, settings, "stage", from_version, version, actor, why, False, None, outcome="refused")
+        raise
     audit_run_id = audit.start(client, settings, "stage", from_version, version, actor, reason, False, None)
     try:
         set_alias(client, name, STAGING_ALIAS, version, settings.mirror_stages)
@@ -154,7 +161,7 @@ def promote(
         set_alias(client, name, PRODUCTION_ALIAS, version, settings.mirror_stages)
         if _staging_is(client, name, version):
             # The candidate graduated: it is no longer a staging candidate.
-            client.delete_registered_model_alias(name, STAGING_ALIAS)
+            remove_alias(client, name, STAGING_ALIAS)
     except BaseException:
         audit.finish(client, audit_run_id, "failed")
         raise

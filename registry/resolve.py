@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from registry.errors import RegistryError, is_not_found
 from registry.settings import RegistrySettings
-from scoring.contract import ONNX_FILE, PRECISION_TAG
+from scoring.contract import DECISION_THRESHOLD_METADATA, FEATURE_SCHEMA_METADATA, ONNX_FILE, PRECISION_TAG
 from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -111,10 +111,13 @@ def load_version(client: MlflowClient, name: str, version: str, settings: Regist
     details = get_version(client, name, version)
     folder = _cached_download(client, name, details.version, settings.cache_dir)
     metadata = mlflow.models.Model.load(str(folder)).metadata or {}
-    if "feature_schema" not in metadata:
+    if FEATURE_SCHEMA_METADATA not in metadata:
         raise RegistryError(f"{name} version {version} carries no feature_schema metadata (not from this pipeline?)")
-    threshold = metadata.get("decision_threshold")
-    schema = FeatureSchema.from_metadata(metadata)
+    threshold = metadata.get(DECISION_THRESHOLD_METADATA)
+    try:
+        schema = FeatureSchema.from_metadata(metadata)
+    except (TypeError, ValueError) as error:
+        raise RegistryError(f"{name} version {version} has unreadable feature_schema metadata: {error}") from error
     signature = onnx_input_signature(folder / ONNX_FILE)
     expected = tuple((name, INPUT_TYPES[schema.kind(name)]) for name in schema.features)
     if signature != expected:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RETIRED_VARIABLES = {
+    "SERVING_MODEL_NAME": "CREDIT_REGISTERED_MODEL_NAME",
+    "REGISTRY_MODEL_NAME": "CREDIT_REGISTERED_MODEL_NAME",
+    "SERVING_TRACKING_URI": "MLFLOW_TRACKING_URI",
+    "REGISTRY_TRACKING_URI": "MLFLOW_TRACKING_URI",
+    "CREDIT_TRACKING_URI": "MLFLOW_TRACKING_URI",
+}
 
 
 class RegisteredModelSettings(BaseSettings):
@@ -20,9 +30,23 @@ class RegisteredModelSettings(BaseSettings):
     tracking_uri: str | None = Field(default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     model_name: str = Field(default="credit-scoring", validation_alias=AliasChoices("CREDIT_REGISTERED_MODEL_NAME"))
 
+    @model_validator(mode="after")
+    def _refuse_retired_variables(self) -> Self:
+        # Each package once read its own name for these; ignored silently, a gateway would serve another model.
+        found = [f"{old} (now {new})" for old, new in RETIRED_VARIABLES.items() if old in os.environ]
+        if found:
+            raise ValueError(f"retired environment variable(s) set: {', '.join(found)}")
+        return self
+
 
 class RegistrySettings(RegisteredModelSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def of(cls, settings: RegisteredModelSettings) -> RegistrySettings:
+        """The registry's settings (gate thresholds, audit, cache: from the environment) for another package's
+        tracking server and registered model."""
+        return cls(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
 
     # ONNX files are downloaded once per version into this folder.
     cache_dir: Path = Path.home() / ".cache" / "credit-scoring" / "models"

@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry.errors import is_not_found
+from scoring.contract import PRECISION_TAG
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def _create_version(client: MlflowClient, name: str, spec: VersionSpec) -> Model
     tags = {key: str(value) for key, value in spec.tags.items()}
     source_run_id = client.get_logged_model(model_id).source_run_id
     version = client.create_model_version(name, spec.model_uri, run_id=source_run_id, tags=tags, model_id=model_id)
-    logger.info("registered %s version %s (%s)", name, version.version, tags.get("precision", "?"))
+    logger.info("registered %s version %s (%s)", name, version.version, tags.get(PRECISION_TAG, "?"))
     return version
 
 
@@ -107,6 +108,12 @@ def set_alias(client: MlflowClient, name: str, alias: str, version: str, mirror_
     if mirror_stages and alias in LEGACY_STAGES:
         mirror_stage(client, name, version, LEGACY_STAGES[alias])
     logger.info("alias %r -> %s version %s", alias, name, version)
+
+
+def remove_alias(client: MlflowClient, name: str, alias: str) -> None:
+    """Unset `alias` (a staged candidate that graduated). Not audited: part of the move `registry.promotion` records."""
+    client.delete_registered_model_alias(name, alias)
+    logger.info("alias %r removed from %s", alias, name)
 
 
 def mirror_stage(client: MlflowClient, name: str, version: str, stage: str) -> None:

@@ -50,10 +50,12 @@ DECISION_AGREEMENT_TAG = "decision_agreement"
 DECISION_THRESHOLD_TAG = "decision_threshold"
 LATENCY_P99_TAG = "latency_p99_ms_single_row"
 GIT_COMMIT_TAG = "git_commit"
-FEATURE_SCHEMA_SHA256_TAG = "feature_schema_sha256"  # of the version's input columns and kinds (schema checks)
 
-# --- Files of a registered ONNX model.
+# --- Files of a registered ONNX model, and the keys of its MLflow metadata (what a server needs besides the graph).
 ONNX_FILE = "model.onnx"
+FEATURE_SCHEMA_METADATA = "feature_schema"  # FeatureSchema as a mapping
+DECISION_THRESHOLD_METADATA = "decision_threshold"
+PRECISION_METADATA = "precision"
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:

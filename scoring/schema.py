@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from scoring.contract import FEATURE_SCHEMA_METADATA
+
 # Categorical missing values travel as the empty string: skl2onnx cannot convert an imputer whose missing marker is
 # NaN on a string column, and "" round-trips through JSON, Parquet and ONNX string tensors unchanged.
 MISSING_CATEGORY = ""
@@ -31,7 +33,7 @@ class FeatureSchema:
     @classmethod
     def from_metadata(cls, metadata: dict[str, object]) -> FeatureSchema:
         """Read the `feature_schema` entry that the pipeline writes into an ONNX model's MLflow metadata."""
-        entry = metadata["feature_schema"]
+        entry = metadata[FEATURE_SCHEMA_METADATA]
         if not isinstance(entry, dict):
             raise ValueError("the model's feature_schema metadata is not a mapping")
         return cls(**entry)

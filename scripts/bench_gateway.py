@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from registry.resolve import load_version  # noqa: E402
 from registry.settings import RegistrySettings  # noqa: E402
+from scoring.contract import MODEL_URI_TAG, TRAIN_RUN_ID  # noqa: E402
 from scripts.tracking_server import free_port, stop_group  # noqa: E402
 
 SERVERS = ("gateway", "mlflow-onnx", "mlflow-sklearn", "bare")
@@ -164,7 +165,7 @@ def main() -> int:
     settings = RegistrySettings(tracking_uri=arguments.tracking_uri, model_name=arguments.model)
     resolved = load_version(client, arguments.model, production.version, settings)
     schema = resolved.feature_schema
-    sklearn_uri = client.get_run(production.tags["train_run_id"]).data.tags["model_uri"]
+    sklearn_uri = client.get_run(production.tags[TRAIN_RUN_ID]).data.tags[MODEL_URI_TAG]
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,

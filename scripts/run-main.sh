@@ -42,7 +42,7 @@ cat <<MSG
 
 Pipeline finished in ${elapsed} s.
   MLflow UI:          $MLFLOW_TRACKING_URI  (experiment "credit-scoring"; model "credit-scoring" under Models)
-  Registry:           .venv/bin/python -m registry status | history | promote | rollback   (MLFLOW_TRACKING_URI as above)
+  Registry:           .venv/bin/python -m registry status | history | stage | promote | rollback   (MLFLOW_TRACKING_URI as above)
   Run one step:       MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI .venv/bin/mlflow run . -e train --env-manager local -P prepare_run_id=<id>
   Gateway:            $gateway  (docs $gateway/docs, metrics $gateway/metrics; log .gateway/gateway.log)
   Redis:              $redis_url

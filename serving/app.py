@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 
-from registry.versions import ALIASES
 from serving import schemas
 from serving.body_limit import install_body_limit
 from serving.errors import register_error_handlers, validation_error_response
@@ -20,8 +17,6 @@ from serving.routes import docs, operations, prediction
 from serving.service import EXTENSION, build_gateway, gateway_of
 from serving.settings import ServingSettings
 from serving.telemetry import install_request_telemetry
-
-logger = logging.getLogger(__name__)
 
 
 def create_app(settings: ServingSettings | None = None, store: ModelStore | None = None) -> OpenAPI:
@@ -46,7 +41,6 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     install_body_limit(app, settings.max_body_bytes)
     for blueprint in (prediction.blueprint, operations.blueprint, docs.blueprint):
         app.register_api(blueprint)
-    logger.debug("gateway created for %s (aliases %s)", settings.model_name, ", ".join(ALIASES))
     return app
 
 

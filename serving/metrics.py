@@ -7,7 +7,7 @@ files there; /metrics aggregates them. Label values are bounded: endpoints, vari
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -15,7 +15,6 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
-from registry.versions import STAGING_ALIAS
 from serving.model_store import RefreshReport, ServedModels
 
 SMALL_BATCH = 4  # up to this many values, plain observe() is cheaper than the bucket arithmetic
@@ -38,19 +37,23 @@ class GatewayMetrics:
     model_info: Gauge
     staging_routable: Gauge
 
+    # The model_info series this process has set to 1: gauges cannot be cleared in gunicorn's multiprocess mode (the
+    # samples stay in the worker's file), so series of versions no longer served are set to 0 instead.
+    _model_info_series: set[tuple[str, str, str]] = field(default_factory=set, init=False, repr=False)
+
     def record_refresh(self, report: RefreshReport, served: ServedModels) -> None:
         """A model store listener: reload outcomes, the versions now loaded, and whether B can be routed to."""
         for entry in report.loaded:
             self.reloads.labels(alias=entry.alias, outcome="ok").inc()
         for alias in report.failed:
             self.reloads.labels(alias=alias, outcome="failed").inc()
-        self.model_info.clear()
-        for alias, model in served.models.items():
-            self.model_info.labels(alias=alias, version=model.version, precision=model.precision).set(1)
-        self.staging_routable.clear()
-        staging = served.get(STAGING_ALIAS)
-        if staging is not None:
-            self.staging_routable.labels(version=staging.version).set(0 if served.staging_mismatch else 1)
+        current = {(alias, model.version, model.precision) for alias, model in served.models.items()}
+        for alias, version, precision in self._model_info_series - current:
+            self.model_info.labels(alias=alias, version=version, precision=precision).set(0)
+        for alias, version, precision in current:
+            self.model_info.labels(alias=alias, version=version, precision=precision).set(1)
+        self._model_info_series |= current
+        self.staging_routable.set(1 if served.routable_staging is not None else 0)
 
 
 def multiprocess_mode() -> bool:
@@ -108,15 +111,14 @@ def create_metrics(app: Flask) -> GatewayMetrics:
         ),
         model_info=Gauge(
             "gateway_model_info",
-            "1 for each loaded alias/version",
+            "1 for each loaded alias/version (0 for one this process served before)",
             ["alias", "version", "precision"],
             registry=own,
             multiprocess_mode=gauge_mode,
         ),
         staging_routable=Gauge(
             "gateway_staging_routable",
-            "1 while the loaded staging version takes production's inputs (A/B can route to it), 0 when it cannot",
-            ["version"],
+            "1 while a staging version is loaded and takes production's inputs (A/B can route to it), else 0",
             registry=own,
             multiprocess_mode=gauge_mode,
         ),

@@ -131,9 +131,6 @@ class ModelStore:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
-    def get(self, alias: str) -> LoadedModel | None:
-        return self._served.models.get(alias)
-
     def served(self) -> ServedModels:
         """The current snapshot; keep it for the whole request so that every lookup sees the same models."""
         return self._served
@@ -148,7 +145,7 @@ class ModelStore:
                 # A missing registered model is treated like an unreachable registry: keep serving what is loaded.
                 require_model(client, settings.model_name)
                 wanted = {alias: version_for_alias(client, settings.model_name, alias) for alias in ALIASES}
-            except Exception as error:
+            except Exception as error:  # an unreachable registry must never stop serving
                 self.last_error = f"registry not usable: {type(error).__name__}: {str(error)[:200]}"
                 logger.warning("model refresh skipped: %s", self.last_error)
                 report.failed = {alias: self.last_error for alias in ALIASES}
@@ -168,7 +165,7 @@ class ModelStore:
                 try:
                     updated[alias] = self._load(client, alias, version.version)
                     report.loaded.append(AliasVersion(alias, version.version))
-                except Exception as error:
+                except Exception as error:  # a bad version must leave the old one serving
                     reason = f"{type(error).__name__}: {str(error)[:300]}"
                     report.failed[alias] = reason
                     self.last_error = f"{alias} version {version.version}: {reason}"
@@ -193,7 +190,7 @@ class ModelStore:
         for listener in self.listeners:
             try:
                 listener(report, self._served)
-            except Exception:
+            except Exception:  # a metrics hiccup must not break reloading
                 logger.exception("model store listener failed")
 
     def _load(self, client: MlflowClient, alias: str, version: str) -> LoadedModel:

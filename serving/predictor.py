@@ -72,6 +72,8 @@ class PredictionService:
         self.store, self.router, self.cache, self.log = store, router, cache, prediction_log
         self.metrics, self.max_batch_rows = metrics, max_batch_rows
         self._children: dict[tuple[str, str], tuple[Counter, BulkObserver]] = {}
+        # Made now, not at the first request: an observer refuses a prometheus_client it does not know at start-up.
+        self._probability = {v: BulkObserver(metrics.probability.labels(variant=v)) for v in (VARIANT_A, VARIANT_B)}
         self._cache_hits, self._cache_misses = metrics.cache.labels(result="hit"), metrics.cache.labels(result="miss")
 
     def _series(self, variant: str, version: str) -> tuple[Counter, BulkObserver]:
@@ -80,7 +82,7 @@ class PredictionService:
         if key not in self._children:
             self._children[key] = (
                 self.metrics.predictions.labels(variant=variant, model_version=version),
-                BulkObserver(self.metrics.probability.labels(variant=variant)),
+                self._probability[variant],
             )
         return self._children[key]
 

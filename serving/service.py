@@ -27,12 +27,11 @@ class Gateway:
     settings: ServingSettings
     store: ModelStore
     predictions: PredictionService
-    metrics: GatewayMetrics
 
 
 def registry_settings(settings: ServingSettings) -> RegistrySettings:
-    """The registry's settings for the served model (its cache folder, unless the gateway names its own)."""
-    registry = RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+    """The registry's settings for the served model, with the gateway's own model cache folder if it names one."""
+    registry = RegistrySettings.of(settings)
     if settings.model_cache_dir:
         registry = registry.model_copy(update={"cache_dir": Path(settings.model_cache_dir)})
     return registry
@@ -66,7 +65,7 @@ def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: Mod
         metrics,
         settings.max_batch_rows,
     )
-    return Gateway(settings, store, predictions, metrics)
+    return Gateway(settings, store, predictions)
 
 
 def gateway_of(app: Flask) -> Gateway:

@@ -7,8 +7,9 @@ once, so a client can fix a batch in one go.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
@@ -92,14 +93,19 @@ def _numeric(value: Any) -> tuple[float | None, str | None]:
     return None, f"expected a number, got {type(value).__name__}"
 
 
-def _categorical(value: Any) -> tuple[str | None, str | None]:
+def _categorical(value: Any, integer_codes: bool = False) -> tuple[str | None, str | None]:
+    """`integer_codes`: the column's categories are integer codes (EDUCATION "1".."6"), so a JSON integer is taken as
+    its code, as `prepare` labels them; elsewhere a number for a category is a mistake worth a 422."""
     if value is None:
         return MISSING_CATEGORY, None
     if isinstance(value, str):
         return value, None
     if isinstance(value, float) and math.isnan(value):
         return MISSING_CATEGORY, None
-    return None, f"expected a string, got {type(value).__name__}"
+    if integer_codes and type(value) is int:  # not bool
+        return str(value), None
+    expected = "a string or an integer code" if integer_codes else "a string"
+    return None, f"expected {expected}, got {type(value).__name__}"
 
 
 def _row_values(
@@ -169,11 +175,16 @@ def _numbers(columns: Sequence[Sequence[Any]], rows: int) -> tuple[list[list[Any
     return listed, block.astype(np.float32).reshape(len(columns), rows, 1)
 
 
-def _column_errors(name: str, values: Sequence[Any], numeric: bool, rows: list[int]) -> list[FieldError]:
-    check = _numeric if numeric else _categorical
+def _column_errors(
+    name: str, values: Sequence[Any], rows: list[int], check: Callable[[Any], tuple[object, str | None]]
+) -> list[FieldError]:
     return [
         FieldError(row, name, problem) for row, value in zip(rows, values, strict=True) if (problem := check(value)[1])
     ]
+
+
+def _integer_coded(categories: list[str]) -> bool:
+    return bool(categories) and all(category.lstrip("-").isdigit() for category in categories)
 
 
 def require_rows(batch: Any) -> list[Any]:
@@ -192,6 +203,11 @@ class RowParser:
         numeric = set(schema.numeric)
         self._numeric = [i for i, name in enumerate(self.features) if name in numeric]
         self._categorical = [i for i, name in enumerate(self.features) if name not in numeric]
+        # Per categorical feature, its rule: integer codes are taken as numbers too where every known category is one.
+        self._category_rules = [
+            functools.partial(_categorical, integer_codes=_integer_coded(schema.categories.get(self.features[i], [])))
+            for i in self._categorical
+        ]
         self._order = {name: position for position, name in enumerate(self.features)}
         self._pick = itemgetter(*self.features) if len(self.features) > 1 else lambda row: (row[self.features[0]],)
 
@@ -234,12 +250,15 @@ class RowParser:
         converted = _numbers(numeric, rows)
         if converted is None:  # the slow path: column by column, naming every bad value
             for i, values in zip(self._numeric, numeric, strict=True):
-                errors.extend(_column_errors(features[i], values, True, row_numbers))
+                errors.extend(_column_errors(features[i], values, row_numbers, _numeric))
         if not set(map(type, chain.from_iterable(categorical))) <= _PLAIN_STRINGS:
-            for i, values in zip(self._categorical, categorical, strict=True):
-                errors.extend(_column_errors(features[i], values, False, row_numbers))
-            # Values as `_categorical` converts them (a NaN sent for a category is missing, like null).
-            categorical = [tuple(_categorical(value)[0] for value in values) for values in categorical]
+            for i, values, rule in zip(self._categorical, categorical, self._category_rules, strict=True):
+                errors.extend(_column_errors(features[i], values, row_numbers, rule))
+            # Values as their rule converts them (a NaN sent for a category is missing, like null; a code is text).
+            categorical = [
+                tuple(rule(value)[0] for value in values)
+                for values, rule in zip(categorical, self._category_rules, strict=True)
+            ]
         if errors:
             errors.sort(key=lambda error: (-1 if error.row is None else error.row, self._order.get(error.field, -1)))
             raise RowsInvalidError(errors)

@@ -10,6 +10,7 @@ from typing import TypeVar
 from mlflow.exceptions import MlflowException
 
 from registry.errors import RegistryError, first_line
+from registry.gate import GateRefusedError
 from steps.errors import StepError, UserInputError
 from steps.settings import PipelineSettings
 from steps.tracking import configure_tracking
@@ -19,6 +20,7 @@ T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 EXIT_STEP_FAILED = 1
+EXIT_GATE_REFUSED = 3  # as `python -m registry promote`
 
 
 def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
@@ -37,6 +39,9 @@ def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
     except StepError as error:
         sys.stderr.write(f"error: {step} failed: {error}\n")
         raise SystemExit(EXIT_STEP_FAILED) from None
+    except GateRefusedError as error:
+        sys.stderr.write(f"error: {step}: {error}\n")
+        raise SystemExit(EXIT_GATE_REFUSED) from None
     except RegistryError as error:
         # The registry's refusals (another feature schema, an unknown alias, ...) are the user's to act on.
         sys.stderr.write(f"error: {step}: {error}\n")

@@ -79,6 +79,8 @@ def main(
                 "allow_schema_change": allow_schema_change,
             }
         )
+        # Also a tag: under `mlflow run` the param keeps what was typed (an empty string for "the default model").
+        mlflow.set_tag("registered_model", settings.model_name)
         prepared = prepare(
             data_path,
             target,

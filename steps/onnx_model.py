@@ -25,7 +25,13 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
-from scoring.contract import MODEL_URI_TAG, ONNX_FILE
+from scoring.contract import (
+    DECISION_THRESHOLD_METADATA,
+    FEATURE_SCHEMA_METADATA,
+    MODEL_URI_TAG,
+    ONNX_FILE,
+    PRECISION_METADATA,
+)
 from scoring.onnx_runtime import onnx_inputs
 from scoring.schema import FeatureSchema
 
@@ -123,9 +129,9 @@ def operator_counts(model: onnx.ModelProto) -> dict[str, int]:
 def model_metadata(schema: FeatureSchema, threshold: float, precision: str) -> dict[str, object]:
     """What a server needs besides the graph: feature kinds and order, target meaning, decision threshold."""
     return {
-        "feature_schema": asdict(schema),
-        "decision_threshold": threshold,
-        "precision": precision,
+        FEATURE_SCHEMA_METADATA: asdict(schema),
+        DECISION_THRESHOLD_METADATA: threshold,
+        PRECISION_METADATA: precision,
         "probability_output": "probabilities[:, 1]",
     }
 

@@ -14,12 +14,13 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from registry import audit
 from registry.errors import RegistryError
 from registry.gate import GateRefusedError
 from registry.promotion import promote, require_production_schema, stage
 from registry.resolve import version_for_alias
 from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, VersionSpec, registration
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, model_exists, registration, set_alias
 from scoring import contract
 from scoring.schema import FeatureSchema
 from steps.prepare import load_schema
@@ -86,7 +87,7 @@ def pipeline_output(client: MlflowClient, benchmark_run_id: str) -> PipelineOutp
     runs = {key: client.get_run(run_id) for key, run_id in ids.items()}
     prepared, trained = runs[contract.PREPARE_RUN_ID], runs[contract.TRAIN_RUN_ID]
     converted, quantized = runs[contract.CONVERT_RUN_ID], runs[contract.QUANTIZE_RUN_ID]
-    bench = runs["benchmark_run_id"]
+    bench = runs[contract.BENCHMARK_RUN_ID_TAG]  # lineage names the run itself `<step>_run_id` too
     smallest = min(int(size) for size in bench.data.params["batch_sizes"].split())
 
     def bench_metric(precision: str, statistic: str) -> float:
@@ -139,19 +140,14 @@ def _model_uri(run: Run) -> str:
     return run.data.tags[contract.MODEL_URI_TAG]
 
 
-def registry_settings(settings: PipelineSettings) -> RegistrySettings:
-    """The registry's settings (gate thresholds, audit, cache from the environment) for the pipeline's model."""
-    return RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
-
-
 def check_schema(schema: FeatureSchema, settings: PipelineSettings, allow_schema_change: bool = False) -> None:
     """Refuse a model whose inputs differ from production's (see `registry.promotion.require_production_schema`).
 
     `main` calls it right after `prepare`, so a mismatch costs seconds rather than a training run.
     """
-    registry = registry_settings(settings)
-    client = MlflowClient(registry.tracking_uri)
-    require_production_schema(client, registry, schema, "the new model", allow_schema_change)
+    registry_settings = RegistrySettings.of(settings)
+    client = MlflowClient(registry_settings.tracking_uri)
+    require_production_schema(client, registry_settings, schema, "the new model", allow_schema_change)
 
 
 def register_candidate(
@@ -165,32 +161,40 @@ def register_candidate(
     """Register the fp32 and INT8 models behind `benchmark_run_id` and stage the candidate, all or nothing; with no
     production version yet (and `promote_first`), deploy the candidate through the gate and stage the other one.
 
-    Idempotent: versions already registered from these runs are reused and no alias is moved again.
+    Safe to run again for the same runs (a retried task): versions registered from them are reused, and the candidate
+    is staged only if no earlier attempt staged it, so nothing is registered twice and no alias is moved back.
     """
     settings = settings or PipelineSettings()
-    registry = registry_settings(settings)
-    client = MlflowClient(registry.tracking_uri)
+    registry_settings = RegistrySettings.of(settings)
+    client = MlflowClient(registry_settings.tracking_uri)
     name = settings.model_name
     actor = actor or f"pipeline run {benchmark_run_id}"
     with tracking_server(settings):  # the runs' artifacts are read through MLflow's fluent API
         output = pipeline_output(client, benchmark_run_id)
     chosen = choose_candidate(candidate, output.int8)
     existing = _registered_from(client, name, output)
-    reused = set(existing) == set(PRECISIONS)
-    if reused:
+    missing = [precision for precision in PRECISIONS if precision not in existing]
+    if missing:
+        require_production_schema(client, registry_settings, output.schema, "the new model", allow_schema_change)
+        previous_staging = version_for_alias(client, name, STAGING_ALIAS) if model_exists(client, name) else None
+        try:
+            with registration(client, name, [output.specs[p] for p in missing]) as created:
+                versions = {**existing, **{p: v.version for p, v in zip(missing, created, strict=True)}}
+                _stage_once(client, registry_settings, versions[chosen], actor, allow_schema_change)
+        except BaseException:
+            # Deleting the new versions took the staging alias with them if it had moved: the old candidate gets it
+            # back, so a failed registration leaves staging as it found it.
+            _restore_staging(client, registry_settings, previous_staging.version if previous_staging else None)
+            raise
+    else:
         versions = existing
         logger.info("%s versions %s were registered from these runs already", name, sorted(versions.values()))
-    else:
-        require_production_schema(client, registry, output.schema, "the new model", allow_schema_change)
-        missing = [precision for precision in PRECISIONS if precision not in existing]
-        with registration(client, name, [output.specs[p] for p in missing]) as created:
-            versions = {**existing, **{p: v.version for p, v in zip(missing, created, strict=True)}}
-            stage(versions[chosen], "candidate of a new pipeline run", actor, allow_schema_change, registry)
+        _stage_once(client, registry_settings, versions[chosen], actor, allow_schema_change)
     first_deployment = None
     if promote_first and version_for_alias(client, name, PRODUCTION_ALIAS) is None:
-        first_deployment = _deploy_first(registry, versions, chosen, actor, allow_schema_change)
+        first_deployment = _deploy_first(registry_settings, versions, chosen, actor, allow_schema_change)
     aliases = {v: list(client.get_model_version(name, v).aliases) for v in versions.values()}
-    return RegistrationResult(name, versions, chosen, reused, first_deployment, aliases)
+    return RegistrationResult(name, versions, chosen, not missing, first_deployment, aliases)
 
 
 def _registered_from(client: MlflowClient, name: str, output: PipelineOutput) -> dict[str, str]:
@@ -204,8 +208,34 @@ def _registered_from(client: MlflowClient, name: str, output: PipelineOutput) ->
     return found
 
 
+def _stage_once(
+    client: MlflowClient, registry_settings: RegistrySettings, version: str, actor: str, allow_schema_change: bool
+) -> None:
+    """Stage the candidate unless that already happened once (per the audit trail) or it is in production: a re-run
+    must not move staging back to it after someone staged another version since."""
+    production = version_for_alias(client, registry_settings.model_name, PRODUCTION_ALIAS)
+    if production is not None and production.version == version:
+        return
+    staged_before = audit.history(
+        client, registry_settings, f"tags.action = 'stage' and tags.outcome = 'moved' and tags.to_version = '{version}'"
+    )
+    if staged_before:
+        return
+    stage(version, "candidate of a new pipeline run", actor, allow_schema_change, registry_settings)
+
+
+def _restore_staging(client: MlflowClient, registry_settings: RegistrySettings, previous: str | None) -> None:
+    name = registry_settings.model_name
+    if previous is None or not model_exists(client, name):
+        return
+    current = version_for_alias(client, name, STAGING_ALIAS)
+    if current is None:
+        set_alias(client, name, STAGING_ALIAS, previous, registry_settings.mirror_stages)
+        logger.warning("registration failed: %s staging restored to version %s", name, previous)
+
+
 def _deploy_first(
-    registry: RegistrySettings, versions: dict[str, str], chosen: str, actor: str, allow_schema_change: bool
+    registry_settings: RegistrySettings, versions: dict[str, str], chosen: str, actor: str, allow_schema_change: bool
 ) -> str:
     """With no `production` yet, promote the candidate through the gate and stage the other precision as challenger.
 
@@ -213,14 +243,14 @@ def _deploy_first(
     serve. Promotion after this is the gate's job (`python -m registry promote`, or the scheduled DAG).
     """
     try:
-        result = promote(versions[chosen], reason="first deployment", actor=actor, settings=registry)
+        result = promote(versions[chosen], reason="first deployment", actor=actor, settings=registry_settings)
     except GateRefusedError as error:
         logger.warning("first deployment refused by the gate: %s", error)
         _tag_active_run("first_deployment", f"refused: {error}")
         return f"refused: {error}"
     challenger = next(version for precision, version in versions.items() if precision != chosen)
     try:
-        stage(challenger, "challenger of the first deployment", actor, allow_schema_change, registry)
+        stage(challenger, "challenger of the first deployment", actor, allow_schema_change, registry_settings)
     except RegistryError as error:
         logger.warning("the challenger version %s was not staged: %s", challenger, error)
     _tag_active_run("first_deployment", f"production -> version {result.to_version}")

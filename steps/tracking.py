@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry.errors import first_line, is_not_found
-from scoring.contract import FAILURE_REASON_TAG, LINEAGE_KEYS, STEP_TAG
+from scoring.contract import FAILURE_REASON_TAG, GIT_COMMIT_TAG, LINEAGE_KEYS, STEP_TAG
 from steps.errors import UserInputError
 from steps.settings import PipelineSettings
 
@@ -39,8 +39,8 @@ def git_tags() -> dict[str, str]:
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown"}
-    return {"git_commit": commit, "mlflow.source.git.commit": commit, "git_dirty": str(dirty).lower()}
+        return {GIT_COMMIT_TAG: "unknown"}
+    return {GIT_COMMIT_TAG: commit, "mlflow.source.git.commit": commit, "git_dirty": str(dirty).lower()}
 
 
 def configure_tracking(settings: PipelineSettings) -> None:
@@ -53,13 +53,17 @@ def configure_tracking(settings: PipelineSettings) -> None:
 def tracking_server(settings: PipelineSettings) -> Iterator[None]:
     """MLflow's fluent API talks to the settings' server for the duration (the previous URI is restored after), so
     a step function called with settings for another server never writes to, or reads from, the wrong one."""
-    previous = mlflow.get_tracking_uri()
-    if settings.tracking_uri:
-        mlflow.set_tracking_uri(settings.tracking_uri)
+    if not settings.tracking_uri:
+        yield
+        return
+    # None when nothing was set: restoring MLflow's resolved default instead would pin it (and export it to
+    # MLFLOW_TRACKING_URI for every later settings object and child process).
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(settings.tracking_uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it again
 
 
 @contextmanager

@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
-from registry.errors import RegistryError
-from steps.cli import run_step_cli
+from registry.versions import STAGING_ALIAS
 from steps.main import main
 from steps.model import MLPParams
 from steps.prepare import load_schema
@@ -21,11 +21,13 @@ from steps.settings import PipelineSettings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(module: str, *arguments: str, tracking_uri: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    module: str, *arguments: str, tracking_uri: str, module_flag: bool = True
+) -> subprocess.CompletedProcess[str]:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_EXPERIMENT", "MLFLOW_RUN_ID"))}
     env = {**inherited, "MLFLOW_TRACKING_URI": tracking_uri, "CREDIT_EXPERIMENT_NAME": "test-cli"}
     return subprocess.run(
-        [sys.executable, "-m", module, *arguments],
+        [sys.executable, *(["-m", module] if module_flag else [module]), *arguments],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -85,16 +87,44 @@ def test_prepare_cli_succeeds_and_reports_its_run(mlflow_server: str, small_csv:
     assert any(line.startswith("prepare run ") for line in result.stdout.splitlines())
 
 
-def test_a_registry_refusal_inside_a_step_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    def deploy(settings: PipelineSettings) -> None:
-        raise RegistryError("credit-scoring has no alias 'staging': give the version to promote")
+# `main` run as its CLI against the real server, with the first deployment's promotion raising a RegistryError (what
+# promote raises when, say, the version was deleted in between): the only stand-in is that one failure.
+FIRST_DEPLOYMENT_FAILS = """
+import sys
+import steps.registration
+from registry.errors import RegistryError
 
-    with pytest.raises(SystemExit) as exited:
-        run_step_cli("main", deploy)
-    assert exited.value.code == 2
-    assert (
-        capsys.readouterr().err == "error: main: credit-scoring has no alias 'staging': give the version to promote\n"
+
+def refuse(*arguments, **options):
+    raise RegistryError("credit-cli-test has no version 1")
+
+
+steps.registration.promote = refuse
+from steps.main import cli
+
+cli(sys.argv[1:])
+"""
+
+
+def test_a_registry_error_in_the_first_deployment_is_one_line_and_exit_2(
+    mlflow_server: str, small_csv: Path, settings: PipelineSettings
+) -> None:
+    arguments = ["--data-path", str(small_csv), "--registered-model", settings.model_name, "--cv-folds", "0"]
+    arguments += ["--max-epochs", "5", "--batch-sizes", "1", "--benchmark-repeats", "20"]
+    result = run_cli("-c", FIRST_DEPLOYMENT_FAILS, *arguments, tracking_uri=mlflow_server, module_flag=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line == "error: main: credit-cli-test has no version 1"
+    client = MlflowClient(mlflow_server)
+    versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    assert len(versions) == 2  # registered and staged before the deployment failed; nothing is lost
+    assert STAGING_ALIAS in client.get_registered_model(settings.model_name).aliases
+    (failed,) = client.search_runs(
+        [mlflow.get_experiment_by_name("test-cli").experiment_id],
+        f"tags.step = 'main' and attributes.status = 'FAILED' and params.registered_model = '{settings.model_name}'",
     )
+    assert "RegistryError" in failed.data.tags["failure_reason"]
 
 
 def test_main_cli_refuses_another_schema_in_one_line(

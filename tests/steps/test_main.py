@@ -56,11 +56,12 @@ def test_main_runs_every_step_as_a_child_and_registers_both_precisions(small_csv
 
 
 def test_main_leaves_an_existing_production_version_alone(small_csv: Path, settings) -> None:
-    main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
+    first = main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
     second = main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
     client = MlflowClient()
     assert second.first_deployment is None
-    assert client.get_model_version_by_alias(settings.model_name, PRODUCTION_ALIAS).version == "1"
+    deployed = first.versions[first.candidate]
+    assert client.get_model_version_by_alias(settings.model_name, PRODUCTION_ALIAS).version == deployed
     staged = client.get_model_version_by_alias(settings.model_name, STAGING_ALIAS)
     assert staged.version == second.versions[second.candidate]
 
