@@ -4,7 +4,8 @@ Each backend gets real registered versions made by the pipeline's `main` on smal
 (fp32/int8; `main` deploys its fp32 version to production and stages the int8 one), a deliberately weak model, a model
 without the `Price` column and with a `Region` column (another input schema, registered with the change allowed), a
 copy of the base fp32 version (a candidate as good as production), a copy of it whose recorded parity is out of
-bounds, and a copy of the base int8 version whose recorded INT8 agreement is too low. Tests look versions up by role.
+bounds, a copy of the base int8 version whose recorded INT8 agreement is too low, and a model that takes `Seniority`
+as a category (a kind change). Tests look versions up by role.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def registered_versions(
     weak = MLPParams(hidden_layers=(1,), max_epochs=1, learning_rate=1e-5, patience=1, seed=3)
     weak_run = main(small_csv, params=weak, settings=settings, promote_first=False, **FAST)
     other = main(other_columns, params=good, settings=settings, allow_schema_change=True, **FAST)
+    # The same columns, one of another kind: integer seniority declared categorical.
+    kind = main(small_csv, params=good, settings=settings, categorical_columns=["Seniority"], allow_schema_change=True,
+                promote_first=False, **FAST)  # fmt: skip
     client = MlflowClient(backend_server)
     fp32 = client.get_model_version(name, base.versions["fp32"])
     int8 = client.get_model_version(name, base.versions["int8"])
@@ -108,6 +112,7 @@ def registered_versions(
         "base_int8": base.versions["int8"],
         "weak_fp32": weak_run.versions["fp32"],
         "other_schema": other.versions["fp32"],
+        "kind_change": kind.versions["fp32"],
         "copy_of_production": copy_of_production,
         "bad_parity": bad_parity,
         "bad_agreement": bad_agreement,

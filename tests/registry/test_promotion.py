@@ -107,10 +107,22 @@ def test_another_schema_is_refused_by_the_gate_naming_the_columns_that_differ(
     with pytest.raises(GateRefusedError) as refused:
         promote(registered_versions.versions["other_schema"], settings=registry_settings)
     checks = {check.name: check for check in refused.value.report.checks}
-    assert checks["schema"].detail == "+Region; -Price"
+    assert checks["schema"].detail == "+Region, -Price"
     incumbent = checks["auc_vs_incumbent"]
-    assert not incumbent.passed and "absent from the evaluation data" in incumbent.detail
+    assert not incumbent.passed and incumbent.detail == "not comparable: the models take other inputs"
     assert audit_records(registry_settings)[0].gate_verdict == "refused"
+
+
+def test_a_column_of_another_kind_is_refused_without_scoring_the_incumbent_on_it(
+    registry_settings: RegistrySettings, registered_versions: RegisteredVersions
+) -> None:
+    # Seniority as text ("5", "" for missing) would not even convert to the incumbent's float input.
+    version = registered_versions.versions["kind_change"]
+    with pytest.raises(GateRefusedError, match=r"schema \(Seniority: numeric->categorical\)") as refused:
+        promote(version, settings=registry_settings)
+    assert {c.name for c in refused.value.report.failed_checks} == {"auc_vs_incumbent", "schema"}
+    record = audit_records(registry_settings)[0]
+    assert (record.action, record.to_version, record.outcome) == ("promote", version, "refused")
 
 
 def test_a_forced_promotion_needs_a_reason_and_is_recorded_as_forced(
@@ -157,8 +169,11 @@ def test_staging_refuses_production_itself_and_another_schema_unless_allowed(
         stage(registered_versions.versions["base_fp32"], settings=registry_settings)
     other = registered_versions.versions["other_schema"]
     with pytest.raises(SchemaChangeError, match=r"takes other inputs .*\(\+Region, -Price\)"):
-        stage(other, settings=registry_settings)
+        stage(other, reason="try the new data", settings=registry_settings)
     assert staged(registry_settings) is None
+    refusal = audit_records(registry_settings)[0]
+    assert (refusal.action, refusal.to_version, refusal.outcome) == ("stage", other, "refused")
+    assert refusal.reason == "try the new data; refused: other inputs than production (+Region, -Price)"
     assert stage(other, allow_schema_change=True, settings=registry_settings).to_version == other
     assert staged(registry_settings) == other
 
@@ -343,7 +358,7 @@ def test_cli_refuses_another_schema_with_exit_3_and_records_the_refusal(
     refused = registry_cli(registry_settings, "promote", "--version", other)
     assert refused.returncode == 3, refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: gate refused version {other}:") and "schema (+Region; -Price)" in last
+    assert last.startswith(f"error: gate refused version {other}:") and "schema (+Region, -Price)" in last
     assert "Traceback" not in refused.stderr
     record = audit_records(registry_settings)[0]
     assert (record.action, record.to_version, record.outcome) == ("promote", other, "refused")

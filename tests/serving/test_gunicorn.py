@@ -121,6 +121,13 @@ def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: 
         while time.monotonic() < deadline and versions["2"] < 50:
             time.sleep(0.2)
         time.sleep(1.0)
+        # Every worker now serves version 2 and no staging (it graduated): its gauges say so, the version it served
+        # before is 0 (multiprocess gauges cannot be cleared), and no staging version is routable.
+        metrics = requests.get(f"{gateway.url}/metrics", timeout=10).text
+        production = [line for line in metrics.splitlines() if line.startswith('gateway_model_info{alias="production"')]
+        assert {line.rsplit(" ", 1)[1] for line in production if 'version="2"' in line} == {"1.0"}, production
+        assert {line.rsplit(" ", 1)[1] for line in production if 'version="1"' in line} == {"0.0"}, production
+        assert metric_total(metrics, "gateway_staging_routable") == 0
     finally:
         stop.set()
         for thread in threads:
@@ -134,23 +141,31 @@ def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: 
     assert versions["1"] > 0 and versions["2"] >= 50, versions
 
 
+def metric_total(metrics: str, name: str, *labels: str) -> float:
+    """The sum over every series of `name` (all workers) whose labels include each of `labels`."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(name + "{") and all(label in line for label in labels)
+    )
+
+
 def test_metrics_add_up_across_workers_and_logs_are_json(gateway: Gateway) -> None:
     session = requests.Session()
     for _ in range(40):
         assert session.post(f"{gateway.url}/predict", json={"batch": [ROW, ROW]}, timeout=10).status_code == 200
+    for _ in range(8):  # batches past BulkObserver's small-batch limit take the bulk bucket update
+        assert session.post(f"{gateway.url}/predict", json={"batch": [ROW] * 10}, timeout=10).status_code == 200
     metrics = session.get(f"{gateway.url}/metrics", timeout=10).text
-    predicted = sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("gateway_predictions_total{") and 'variant="A"' in line
-    )
-    assert predicted == 80
-    assert 'flask_http_request_duration_seconds_count{method="POST",status="200",endpoint="predict"}' in metrics or (
-        "flask_http_request_duration_seconds_count" in metrics
+    assert metric_total(metrics, "gateway_predictions_total", 'variant="A"') == 160
+    assert metric_total(metrics, "gateway_probability_of_default_count", 'variant="A"') == 160
+    assert metric_total(metrics, "gateway_probability_of_default_bucket", 'variant="A"', 'le="+Inf"') == 160
+    assert (
+        metric_total(metrics, "flask_http_request_duration_seconds_count", 'endpoint="predict"', 'status="200"') == 48
     )
     requests_logged = [line for line in gateway.log_lines() if line.get("message") == "request"]
     predict_lines = [line for line in requests_logged if line["endpoint"] == "predict"]
-    assert len(predict_lines) >= 40
+    assert len(predict_lines) >= 48
     assert {"request_id", "status", "latency_ms", "rows", "version", "variant"} <= set(predict_lines[-1])
 
 

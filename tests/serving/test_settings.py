@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from registry.settings import RegistrySettings
+from serving.service import registry_settings as gateway_registry_settings
 from serving.settings import ServingSettings
 
 
@@ -27,3 +29,23 @@ def test_production_refuses_placeholder_admin_tokens(token: str) -> None:
 def test_out_of_range_values_are_refused() -> None:
     with pytest.raises(ValidationError, match="staging_share"):
         ServingSettings(staging_share=1.5)
+
+
+@pytest.mark.parametrize(
+    ("retired", "current"),
+    [("SERVING_MODEL_NAME", "CREDIT_REGISTERED_MODEL_NAME"), ("SERVING_TRACKING_URI", "MLFLOW_TRACKING_URI")],
+)
+def test_a_retired_variable_is_refused_not_ignored(monkeypatch: pytest.MonkeyPatch, retired: str, current: str) -> None:
+    # Ignored, it would have the gateway serve the default model instead of the one the deployment names.
+    monkeypatch.setenv(retired, "scorecard")
+    with pytest.raises(ValidationError, match=f"retired environment variable.*{retired} \\(now {current}\\)"):
+        ServingSettings()
+    with pytest.raises(ValidationError, match=retired):
+        RegistrySettings()
+
+
+def test_the_registry_settings_of_the_gateway_name_the_same_server_and_model(tmp_path) -> None:
+    settings = ServingSettings(tracking_uri="http://mlflow:5000", model_name="scorecard", model_cache_dir=str(tmp_path))
+    registry_settings = gateway_registry_settings(settings)
+    assert (registry_settings.tracking_uri, registry_settings.model_name) == ("http://mlflow:5000", "scorecard")
+    assert registry_settings.cache_dir == tmp_path

@@ -174,3 +174,24 @@ def test_row_level_applicant_ids_refuse_booleans_and_other_types() -> None:
         [{"values": [1, "rent", 1], "applicant_id": False}, {"values": [1, "rent", 1], "applicant_id": 1.5}]
     )
     assert [(e["row"], e["field"]) for e in errors] == [(0, "applicant_id"), (1, "applicant_id")]
+
+
+def test_integer_codes_are_taken_for_integer_coded_categories_only() -> None:
+    coded = FeatureSchema(
+        features=["EDUCATION", "Home"],
+        numeric=[],
+        categorical=["EDUCATION", "Home"],
+        target="default",
+        positive_label="1",
+        categories={"EDUCATION": ["1", "2", "3"], "Home": ["owner", "rent"]},
+    )
+    parsed = parse_rows([{"values": [2, "rent"]}, {"values": ["3", None]}], coded)
+    assert parsed.inputs["EDUCATION"].tolist() == [["2"], ["3"]]
+    assert parsed.canonical_rows == [["2", "rent"], ["3", None]]  # 2 and "2" are one input, one cache key
+    with pytest.raises(RowsInvalidError) as caught:
+        parse_rows([{"values": [2.5, 7]}, {"values": [True, "rent"]}], coded)
+    assert [error.as_dict() for error in caught.value.errors] == [
+        {"row": 0, "field": "EDUCATION", "message": "expected a string or an integer code, got float"},
+        {"row": 0, "field": "Home", "message": "expected a string, got int"},
+        {"row": 1, "field": "EDUCATION", "message": "expected a string or an integer code, got bool"},
+    ]

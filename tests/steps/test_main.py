@@ -7,16 +7,18 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry import audit
 from registry.promotion import SchemaChangeError
 from registry.settings import RegistrySettings
-from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, registration, set_alias
+from steps import registration as registration_module
 from steps.errors import UserInputError
 from steps.main import main
 from steps.model import MLPParams
-from steps.registration import Int8Evidence, choose_candidate, register_candidate
+from steps.registration import Int8Evidence, choose_candidate, pipeline_output, register_candidate
 
 FAST = {"params": MLPParams(hidden_layers=(16,), max_epochs=40, patience=5), "cv_folds": 0}
 
@@ -132,10 +134,54 @@ def test_registering_the_same_runs_again_registers_nothing_and_moves_no_alias(sm
     first = main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
     client = MlflowClient(settings.tracking_uri)
     benchmark_run_id = client.get_model_version(settings.model_name, first.versions["fp32"]).tags["benchmark_run_id"]
-    registry = RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
-    moves_before = audit.history(client, registry)
+    registry_settings = RegistrySettings.of(settings)
+    moves_before = audit.history(client, registry_settings)
     again = register_candidate(benchmark_run_id, settings=settings)
     assert again.reused and again.versions == first.versions and again.first_deployment is None
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 2
     assert again.aliases == first.aliases
-    assert audit.history(client, registry) == moves_before
+    assert audit.history(client, registry_settings) == moves_before
+
+
+def test_a_registration_killed_before_staging_is_finished_by_the_retry(small_csv: Path, settings) -> None:
+    result = main(small_csv, register=False, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
+    client = MlflowClient(settings.tracking_uri)
+    bench = client.search_runs(
+        [mlflow.get_experiment_by_name(settings.experiment).experiment_id],
+        f"tags.step = 'benchmark' and tags.mlflow.parentRunId = '{result.run_id}'",
+    )[0]
+    output = pipeline_output(client, bench.info.run_id)
+    # What a worker killed between creating the versions and staging the candidate leaves behind.
+    with registration(client, settings.model_name, [output.specs["fp32"], output.specs["int8"]]) as created:
+        left = {spec: version.version for spec, version in zip(("fp32", "int8"), created, strict=True)}
+    retried = register_candidate(bench.info.run_id, candidate="fp32", promote_first=False, settings=settings)
+    assert retried.reused and retried.versions == left
+    assert client.get_model_version_by_alias(settings.model_name, STAGING_ALIAS).version == left["fp32"]
+    registry_settings = RegistrySettings.of(settings)
+    stages = [r for r in audit.history(client, registry_settings) if r.action == "stage"]
+    assert [(r.to_version, r.outcome) for r in stages] == [(left["fp32"], "moved")]
+    # Once more: staged already, so nothing moves (even if another candidate was staged since).
+    client.set_registered_model_alias(settings.model_name, STAGING_ALIAS, left["int8"])
+    register_candidate(bench.info.run_id, candidate="fp32", promote_first=False, settings=settings)
+    assert client.get_model_version_by_alias(settings.model_name, STAGING_ALIAS).version == left["int8"]
+
+
+def test_a_registration_failing_after_staging_moved_gives_staging_back(
+    small_csv: Path, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = main(small_csv, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
+    client = MlflowClient(settings.tracking_uri)
+    before = client.get_model_version_by_alias(settings.model_name, STAGING_ALIAS).version
+    versions_before = len(client.search_model_versions(f"name = '{settings.model_name}'"))
+
+    def stage_then_fail(version: str, *arguments: object, **options: object) -> None:
+        # The alias has moved when the audit record cannot be completed (the tracking server went away, say).
+        set_alias(client, settings.model_name, STAGING_ALIAS, version)
+        raise MlflowException("the tracking server went away")
+
+    monkeypatch.setattr(registration_module, "stage", stage_then_fail)
+    with pytest.raises(MlflowException, match="went away"):
+        main(small_csv, seed=7, batch_sizes=[1], benchmark_repeats=20, settings=settings, **FAST)
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == versions_before
+    assert client.get_model_version_by_alias(settings.model_name, STAGING_ALIAS).version == before
+    assert first.versions  # the first run's versions are untouched

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from scoring.contract import frame_sha256, split_artifact, split_sha256_tag
 from steps.benchmark import parse_batch_sizes
 from steps.convert import convert
 from steps.errors import CheckFailedError, UserInputError
@@ -35,6 +36,15 @@ def latest_run(experiment_name: str) -> mlflow.entities.Run:
         [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
     )
     return run
+
+
+def test_a_split_read_back_hashes_as_prepare_tagged_it(pipeline_runs, tmp_path: Path) -> None:
+    """The gate reports prepare's tag, or (for a run without one) hashes the split it read: the same number."""
+    run = MlflowClient().get_run(pipeline_runs.prepared.run_id)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path=split_artifact("test"), dst_path=str(tmp_path)
+    )
+    assert frame_sha256(pd.read_parquet(local)) == run.data.tags[split_sha256_tag("test")]
 
 
 def test_prepare_logs_splits_schema_profile_and_dataset_inputs(pipeline_runs, small_csv: Path) -> None:
