@@ -12,7 +12,7 @@ import pandas as pd
 MISSING_BIN = "(missing)"
 # A bin empty on one side would make ln(current / reference) infinite; 0.0001 is the floor most scorecard teams use.
 EMPTY_BIN_FLOOR = 1e-4
-DECILES = tuple(np.linspace(0.1, 0.9, 9))
+DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class DecileBins:
         values = values[~np.isnan(values)]
         if values.size == 0:
             return cls(())
-        return cls(tuple(float(edge) for edge in np.unique(np.quantile(values, DECILES))))
+        # inverted_cdf: each edge is a value the reference holds, so discrete columns get clean cuts.
+        return cls(tuple(float(edge) for edge in np.unique(np.quantile(values, DECILES, method="inverted_cdf"))))
 
     @property
     def names(self) -> list[str]:
