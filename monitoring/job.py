@@ -7,18 +7,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import redis
 from mlflow.tracking import MlflowClient
 
 from monitoring.errors import MonitoringInputError
 from monitoring.publish import ComputedReport, publish
-from monitoring.reference import Reference, load_reference, normalized_features, score
+from monitoring.reference import Reference, load_reference, normalized_features, resolve_model, score
 from monitoring.report import Thresholds, compute_report
 from monitoring.settings import MonitoringSettings
 from monitoring.summary import Summary, summarize
 from monitoring.window import SCORE_COLUMN, VersionWindow, WindowSpec, read_file_window, read_stream_window
 from registry.errors import RegistryError
-from registry.resolve import require_model, version_for_alias
+from registry.resolve import ResolvedModel, require_model, version_for_alias
 from registry.settings import RegistrySettings
 from scoring.schema import FeatureSchema
 
@@ -70,16 +71,20 @@ def check_columns(window: VersionWindow, schema: FeatureSchema, allowed_extra: s
         )
 
 
-def compute(
-    window: VersionWindow, reference: Reference, thresholds: Thresholds, min_rows: int, scored_by_gateway: bool
-) -> ComputedReport:
-    schema = reference.model.feature_schema
+def current_data(window: VersionWindow, model: ResolvedModel, scored_by_gateway: bool) -> pd.DataFrame:
+    """The window's rows in the model's dtypes with the score, after checking its columns against the schema."""
+    schema = model.feature_schema
     check_columns(window, schema, set() if scored_by_gateway else {schema.target, SCORE_COLUMN})
     current = normalized_features(window.frame, schema, window.source)
     # The stream holds the probability the gateway answered; a file is scored here by the same version.
-    current[SCORE_COLUMN] = (
-        window.frame[SCORE_COLUMN].to_numpy() if scored_by_gateway else score(reference.model, current)
-    )
+    current[SCORE_COLUMN] = window.frame[SCORE_COLUMN].to_numpy() if scored_by_gateway else score(model, current)
+    return current
+
+
+def compute(
+    window: VersionWindow, current: pd.DataFrame, reference: Reference, thresholds: Thresholds, min_rows: int
+) -> ComputedReport:
+    schema = reference.model.feature_schema
     report = compute_report(reference.frame, current, schema, thresholds)
     summary = summarize(report.snapshot_dict, schema.features, thresholds)
     return ComputedReport(
@@ -140,8 +145,11 @@ def run_drift(
             logger.warning(message)
             outcomes[window.version] = DriftOutcome(name, window.version, window.rows, False, message)
             continue
-        reference = load_reference(client, registry_settings_of(settings), name, window.version)
-        computed.append(compute(window, reference, thresholds, settings.min_rows, data_file is None))
+        # The window is checked before the reference is fetched: a mistake in a file fails in seconds.
+        model = resolve_model(client, registry_settings_of(settings), name, window.version)
+        current = current_data(window, model, scored_by_gateway=data_file is None)
+        reference = load_reference(client, model)
+        computed.append(compute(window, current, reference, thresholds, settings.min_rows))
     for report in computed:
         run_id, url = publish(
             client, settings.experiment_name, report, settings.pushgateway_url, settings.pushgateway_job

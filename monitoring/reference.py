@@ -94,12 +94,13 @@ def resolve_model(client: MlflowClient, registry_settings: RegistrySettings, nam
         raise MonitoringInputError(str(error)) from error
 
 
-def load_reference(client: MlflowClient, registry_settings: RegistrySettings, name: str, version: str) -> Reference:
+def load_reference(client: MlflowClient, model: ResolvedModel) -> Reference:
+    """The training split behind `model` (checked against its recorded hash), scored by `model`."""
+    name, version = model.name, model.version
     try:
         details = get_version(client, name, version)
     except RegistryError as error:
         raise MonitoringInputError(str(error)) from error
-    model = resolve_model(client, registry_settings, name, version)
     prepare_run_id = prepare_run_of(client, details)
     run = client.get_run(prepare_run_id)
     with tempfile.TemporaryDirectory(prefix="credit-reference-") as folder:
