@@ -91,7 +91,7 @@ def test_datasources_variables_and_metrics_match(raw: dict) -> None:
     text = "\n".join(exprs)
     for what, metric in REQUIRED_METRICS.items():
         assert metric in text, f"no panel shows {what} ({metric})"
-    assert '{container="credit-scoring-api"}' in text  # the Loki label Alloy sets (test_logs_config.py)
+    assert '{container="credit-scoring-api"' in text  # the Loki label Alloy sets (test_logs_config.py)
 
 
 def test_the_gateway_metric_names_are_the_ones_serving_exports() -> None:
