@@ -104,7 +104,8 @@ def cli(
         click.echo(f"error: MLflow: {first_line}", err=True)
         raise SystemExit(EXIT_FAILED) from None
     for outcome in outcomes:
-        click.echo("\n".join(describe(outcome)))
+        if outcome.reported:  # a skipped window was already said in one log line
+            click.echo("\n".join(describe(outcome)))
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The current data of a drift report: the newest window of the gateway's prediction stream, or a file.
 
-The stream is read newest first in pages (XREVRANGE ... COUNT), each page decoded with `serving.prediction_log.rows_of`
-and added to a bounded seeded sample per model version, so neither Redis nor this process holds a whole large window
-at once.
+The stream is read newest first in pages (XREVRANGE ... COUNT); each entry is decoded into its requests' columns with
+`serving.prediction_log.groups_of` and added to a bounded seeded sample per model version, so neither Redis nor this
+process holds a whole large window at once.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import redis
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from monitoring.errors import MonitoringInputError
 from monitoring.sampling import BoundedSample
-from serving.prediction_log import rows_of
+from serving.prediction_log import groups_of
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class _VersionAccumulator:
         stamps = page[TIMESTAMP_COLUMN]
         self.start = min(self.start, float(stamps.min())) if self.start is not None else float(stamps.min())
         self.end = max(self.end, float(stamps.max())) if self.end is not None else float(stamps.max())
-        self.sample.add(page.drop(columns=["model", "version", TIMESTAMP_COLUMN]))
+        self.sample.add(page.drop(columns=[TIMESTAMP_COLUMN]))
 
     def window(self, source: str) -> VersionWindow:
         return VersionWindow(
@@ -102,13 +103,33 @@ def _pages(client: redis.Redis, stream: str, oldest_id: str, page_entries: int) 
         newest = f"({page[-1][0].decode() if isinstance(page[-1][0], bytes) else page[-1][0]}"
 
 
-def _page_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records([row["features"] for row in rows])
-    frame["model"] = [row["model"] for row in rows]
-    frame["version"] = [str(row["version"]) for row in rows]
-    frame[TIMESTAMP_COLUMN] = [float(row["ts"]) for row in rows]
-    frame[SCORE_COLUMN] = [float(row["probability"]) for row in rows]
-    return frame
+class _PageColumns:
+    """One version's rows of one page as column lists (appending lists is far cheaper than a frame per request)."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[object]] = {}
+        self.stamps: list[float] = []
+        self.scores: list[float] = []
+        self.signatures: set[tuple[str, ...]] = set()
+
+    def add(self, group: dict[str, Any], first: int) -> None:
+        """The group's rows from index `first` on."""
+        features: dict[str, list[object]] = group["features"]
+        rows = len(group["probabilities"]) - first
+        self.signatures.add(tuple(features))
+        length = len(self.stamps)
+        for name, values in features.items():
+            self.columns.setdefault(name, [None] * length).extend(values[first:])
+        for name in self.columns.keys() - features.keys():  # a group without a column (reported as a mismatch)
+            self.columns[name].extend([None] * rows)
+        self.stamps.extend([float(group["ts"])] * rows)
+        self.scores.extend(float(p) for p in group["probabilities"][first:])
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.columns)
+        frame[TIMESTAMP_COLUMN] = self.stamps
+        frame[SCORE_COLUMN] = self.scores
+        return frame
 
 
 def read_stream_window(
@@ -131,31 +152,29 @@ def read_stream_window(
     taken = 0
     with tqdm(total=wanted, unit="rows", desc="reading the prediction stream", disable=None, leave=False) as bar:
         for page in _pages(client, stream, oldest_id, page_entries):
-            rows: list[dict[str, object]] = []
-            for _, entry in page:  # newest entry first; the rows within an entry oldest first
-                entry_rows = [row for row in rows_of(entry) if row["model"] == model_name]
-                if since is not None:
-                    entry_rows = [row for row in entry_rows if float(row["ts"]) >= since]
-                if wanted is not None and taken + len(entry_rows) > wanted:
-                    entry_rows = entry_rows[len(entry_rows) - (wanted - taken) :]  # the newest rows of the entry
-                rows.extend(entry_rows)
-                taken += len(entry_rows)
+            columns: dict[str, _PageColumns] = {}
+            page_rows = 0
+            for _, entry in page:  # newest entry first
+                # A request's rows share one time stamp, so the window's bounds never split a group, except the
+                # oldest group of a row-count window.
+                groups = [group for group in groups_of(entry) if group["model"] == model_name]
+                groups = [group for group in groups if since is None or float(group["ts"]) >= since]
+                for group in reversed(groups):  # newest group first, down to the row count wanted
+                    rows = len(group["probabilities"])
+                    first = 0 if wanted is None else max(0, rows - (wanted - taken))
+                    columns.setdefault(str(group["version"]), _PageColumns()).add(group, first)
+                    taken += rows - first
+                    page_rows += rows - first
+                    if wanted is not None and taken >= wanted:
+                        break
                 if wanted is not None and taken >= wanted:
                     break
-            if rows:
-                # Rows of one request share their feature names: a tuple of them per row is cheap to collect.
-                signatures: dict[str, set[tuple[str, ...]]] = {}
-                for row in rows:
-                    signatures.setdefault(str(row["version"]), set()).add(tuple(row["features"]))  # type: ignore[arg-type]
-                frame = _page_frame(rows)
-                for version, part in frame.groupby("version", sort=False):
-                    accumulator = versions.setdefault(
-                        str(version), _VersionAccumulator(model_name, str(version), sample_size, seed)
-                    )
-                    for signature in signatures[str(version)]:
-                        accumulator.feature_names.update(signature)
-                    accumulator.add(part)
-                bar.update(len(rows))
+            for version, part in columns.items():
+                accumulator = versions.setdefault(version, _VersionAccumulator(model_name, version, sample_size, seed))
+                for signature in part.signatures:
+                    accumulator.feature_names.update(signature)
+                accumulator.add(part.frame())
+            bar.update(page_rows)
             if wanted is not None and taken >= wanted:
                 break
     source = f"stream {stream}"
