@@ -4,6 +4,7 @@ data of the version that scored it; one line `error: ...` and exit code 2 for a 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -75,6 +76,8 @@ def cli(
     **overrides: object,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # MLflow's download progress bars would interleave with the summary printed below.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("monitoring").setLevel(logging.INFO)
     # Imported here: Evidently and MLflow take ~10 s to import, which `--help` and option errors need not wait for.
     from mlflow.exceptions import MlflowException
