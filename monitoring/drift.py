@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import redis
@@ -73,7 +72,7 @@ def cli(
     since: str | None,
     data_file: Path | None,
     version: str | None,
-    **overrides: object,
+    **overrides: Any,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # MLflow's download progress bars would interleave with the summary printed below.
@@ -116,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -45,8 +45,10 @@ def thresholds_of(settings: MonitoringSettings) -> Thresholds:
 
 
 def registry_settings_of(settings: MonitoringSettings) -> RegistrySettings:
-    overrides = {"cache_dir": settings.model_cache_dir} if settings.model_cache_dir else {}
-    return RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name, **overrides)
+    registry_settings = RegistrySettings(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+    if settings.model_cache_dir:
+        registry_settings = registry_settings.model_copy(update={"cache_dir": settings.model_cache_dir})
+    return registry_settings
 
 
 def version_number(client: MlflowClient, name: str, alias_or_version: str) -> str:

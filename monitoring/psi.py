@@ -55,11 +55,14 @@ def category_bins(values: pd.Series | Sequence[object]) -> np.ndarray:
     """Categories as their own bins; None, NaN and the empty string (the model's missing marker) go to MISSING_BIN."""
     series = pd.Series(values, dtype=object)
     missing = series.isna() | (series == "")
-    return series.astype(str).where(~missing, MISSING_BIN).to_numpy(dtype=object)
+    named: np.ndarray = series.astype(str).where(~missing, MISSING_BIN).to_numpy(dtype=object)
+    return named
 
 
 def psi_of_bins(
-    reference_bins: Sequence[object], current_bins: Sequence[object], floor: float = EMPTY_BIN_FLOOR
+    reference_bins: Sequence[object] | np.ndarray,
+    current_bins: Sequence[object] | np.ndarray,
+    floor: float = EMPTY_BIN_FLOOR,
 ) -> float:
     """PSI = sum over bins of (current share - reference share) * ln(current share / reference share).
 

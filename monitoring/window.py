@@ -90,7 +90,7 @@ class _VersionAccumulator:
         )
 
 
-def _pages(client: redis.Redis, stream: str, oldest_id: str, page_entries: int) -> Iterator[list[tuple[bytes, dict]]]:
+def _pages(client: redis.Redis, stream: str, oldest_id: str, page_entries: int) -> Iterator[list[tuple[Any, Any]]]:
     """The stream's entries newest first, `page_entries` at a time, down to `oldest_id`."""
     newest = "+"
     while True:
