@@ -3,9 +3,10 @@
 SHELL := /bin/bash
 PORT ?= 5000
 STATE ?= .mlflow
+SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean
+.PHONY: help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -37,8 +38,20 @@ stop-server: venv ## Stop the server started by `make server` / `make run`
 serve: venv ## Run the gateway in the foreground (gunicorn, 2 workers) against $$MLFLOW_TRACKING_URI and $$REDIS_URL
 	python -m serving
 
-stop: venv ## Stop what `make run` started: gateway, local Redis, tracking server
+monitoring: venv ## Start Prometheus + Pushgateway on 127.0.0.1:9090/9091 scraping the gateway and tracking server (state in .monitoring)
+	python scripts/local_monitoring.py start --state .monitoring --gateway 127.0.0.1:$(SERVING_PORT) --mlflow 127.0.0.1:$(PORT)
+
+drift: venv ## Drift report of the gateway's prediction stream (MLflow experiment "monitoring"); needs `make run` first
+	MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT) REDIS_URL=$$(python scripts/local_redis.py ensure --state .redis) \
+		python -m monitoring.drift
+
+drift-shifted: venv ## Drift report of a shifted copy of the data (income halved, a new housing category): drift flagged
+	python scripts/shifted_applicants.py .monitoring/shifted_applicants.csv
+	MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT) python -m monitoring.drift --file .monitoring/shifted_applicants.csv
+
+stop: venv ## Stop what `make run` and `make monitoring` started: gateway, local Redis, tracking server, Prometheus
 	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid
+	python scripts/local_monitoring.py stop --state .monitoring
 	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
 

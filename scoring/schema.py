@@ -5,11 +5,25 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+import pandas as pd
+
 from scoring.contract import FEATURE_SCHEMA_METADATA
 
 # Categorical missing values travel as the empty string: skl2onnx cannot convert an imputer whose missing marker is
 # NaN on a string column, and "" round-trips through JSON, Parquet and ONNX string tensors unchanged.
 MISSING_CATEGORY = ""
+
+
+def category_labels(values: pd.Series) -> pd.Series:
+    """A categorical column's values as text labels (missing stays missing). Integer codes read as floats (pandas'
+    type for a numeric column with gaps) keep their integer label: 2.0 is category "2", as in a column without gaps."""
+    if pd.api.types.is_float_dtype(values):
+        return values.map(_float_label, na_action="ignore")
+    return values.astype(str).where(values.notna(), values)
+
+
+def _float_label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 @dataclass(frozen=True)

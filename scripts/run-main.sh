@@ -38,6 +38,11 @@ if ! python -c "import requests, sys; sys.exit(requests.get('$gateway/health', t
 fi
 python scripts/sample_requests.py --url "$gateway" --wait 90
 
+# Monitoring: real applicants through the gateway, then one drift report of the prediction stream against the
+# training split of the version that scored them (an MLflow run in the experiment "monitoring").
+python scripts/send_applicants.py --url "$gateway" --rows "${DRIFT_DEMO_ROWS:-3000}" --redis-url "$redis_url"
+REDIS_URL=$redis_url python -m monitoring.drift
+
 cat <<MSG
 
 Pipeline finished in ${elapsed} s.
@@ -46,5 +51,8 @@ Pipeline finished in ${elapsed} s.
   Run one step:       MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI .venv/bin/mlflow run . -e train --env-manager local -P prepare_run_id=<id>
   Gateway:            $gateway  (docs $gateway/docs, metrics $gateway/metrics; log .gateway/gateway.log)
   Redis:              $redis_url
-  Stop everything:    make stop   (gateway, local Redis, tracking server)
+  Drift report:       REDIS_URL=$redis_url MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI .venv/bin/python -m monitoring.drift   (experiment "monitoring")
+  Drift flagged:      make drift-shifted PORT=$port   (the same job on a copy with income halved and a new housing category)
+  Prometheus:         make monitoring PORT=$port SERVING_PORT=$gateway_port   (127.0.0.1:9090, Pushgateway 127.0.0.1:9091)
+  Stop everything:    make stop   (gateway, local Redis, tracking server, Prometheus and Pushgateway)
 MSG

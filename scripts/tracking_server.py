@@ -57,6 +57,9 @@ def start(root: Path, port: int, backend_uri: str | None = None) -> subprocess.P
         str(port),
         "--workers",
         "1",
+        # Request metrics on /metrics of the same port, scraped by monitoring/prometheus/prometheus.yml.
+        "--expose-prometheus",
+        str(root / "prometheus"),
     ]
     env = dict(os.environ)
     # `mlflow server` starts uvicorn by name: the interpreter's bin folder must be on PATH.

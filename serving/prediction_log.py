@@ -9,7 +9,8 @@ write are dropped and their rows counted, and so are the oldest queued groups be
 
 Entry fields (strings): `rows` (scored rows in the entry) and `data`, a JSON array with one object per group:
 ts (Unix seconds), request_id, model, version, variant, features (feature -> list of values in row order, null =
-missing), probabilities and applicant_ids (null = none). `rows_of` turns an entry back into one dict per row.
+missing), probabilities and applicant_ids (null = none). `rows_of` turns an entry back into one dict per row,
+`groups_of` into its groups (columns as logged: what the drift job reads).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis
@@ -71,8 +73,8 @@ class LoggedGroup:
             return orjson.dumps(group)
 
 
-def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]:
-    """One stream entry back as one dict per scored row, in the order they were scored (what the drift job reads).
+def groups_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, Any]]:
+    """One stream entry back as its groups (one per request and model), each with its columns as logged.
 
     Also reads entries of the earlier layout (one request per entry: `ts`, `variant` and `version` as entry fields,
     `data` one JSON object), which a stream may still hold after an upgrade.
@@ -82,8 +84,14 @@ def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]
     data = json.loads(fields["data"])
     if isinstance(data, dict):
         data = [{**data, "ts": float(fields["ts"]), "version": fields["version"], "variant": fields["variant"]}]
+    groups: list[dict[str, Any]] = data
+    return groups
+
+
+def rows_of(entry: Mapping[bytes | str, bytes | str]) -> list[dict[str, object]]:
+    """One stream entry back as one dict per scored row, in the order they were scored."""
     rows: list[dict[str, object]] = []
-    for group in data:
+    for group in groups_of(entry):
         columns: dict[str, list[object]] = group["features"]
         shared = {key: group[key] for key in ("ts", "request_id", "model", "version", "variant")}
         rows.extend(

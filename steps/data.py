@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from registry.errors import first_line
-from scoring.schema import MISSING_CATEGORY, FeatureSchema
+from scoring.schema import MISSING_CATEGORY, FeatureSchema, category_labels
 from steps.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -130,18 +130,6 @@ def infer_schema(
         positive_label=positive_label,
         categories=categories,
     )
-
-
-def category_labels(values: pd.Series) -> pd.Series:
-    """A categorical column's values as text labels (missing stays missing). Integer codes read as floats (pandas'
-    type for a numeric column with gaps) keep their integer label: 2.0 is category "2", as in a column without gaps."""
-    if pd.api.types.is_float_dtype(values):
-        return values.map(_float_label, na_action="ignore")
-    return values.astype(str).where(values.notna(), values)
-
-
-def _float_label(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def normalize_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:

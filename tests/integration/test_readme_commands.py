@@ -1,8 +1,9 @@
 """README's first command, `scripts/run-main.sh`, end to end in a copy of the repository, then `make stop`.
 
 It must: start a tracking server, run the whole pipeline with `mlflow run`, deploy through the gate, start a Redis
-(here none answers at REDIS_URL, so it starts its own) and the gateway, print the answers of sample requests, and
-leave everything running until `make stop` stops it all.
+(here none answers at REDIS_URL, so it starts its own) and the gateway, print the answers of sample requests, send
+real applicants and print a drift report (stable), and leave everything running until `make stop` stops it all; the
+README's drift command on a shifted copy (`make drift-shifted`) flags drift.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from mlflow.tracking import MlflowClient
 
 from scripts.tracking_server import free_port
 
@@ -48,7 +50,9 @@ def test_run_main_runs_the_pipeline_starts_redis_and_the_gateway_and_make_stop_s
     (checkout / ".venv").symlink_to(REPO_ROOT / ".venv")  # the same locked environment; bootstrap finds it current
     mlflow_port, redis_port, gateway_port = free_port(), free_port(), free_port()
     state = tmp_path / "mlflow-state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SERVING_", "PROMETHEUS_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SERVING_", "PROMETHEUS_", "MONITORING_"))
+    }
     env |= {
         "MLFLOW_PORT": str(mlflow_port),
         "MLFLOW_STATE_DIR": str(state),
@@ -77,6 +81,30 @@ def test_run_main_runs_the_pipeline_starts_redis_and_the_gateway_and_make_stop_s
         assert status == 200 and ab["staging_available"] is True and len(ab["variants"]) == 3
         status, bad = printed_answer(output, "POST /predict with a bad second row")
         assert status == 422 and bad["error"]["details"][0]["field"] == "Age"
+
+        # The drift job on the real applicants it sent: one report of version 1, not flagged, logged in MLflow.
+        drift = output.split("drift report: ", 1)[1]
+        assert drift.startswith("credit-scoring version 1, ") and "-> verdict stable" in drift.splitlines()[0]
+        assert "credit PSI" in drift and "Income" in drift and "probability_of_default" in drift
+        run_id = drift.split("/runs/", 1)[1].split()[0]
+        tracking = MlflowClient(f"http://127.0.0.1:{mlflow_port}")
+        run = tracking.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["verdict"] == "stable"
+        assert tracking.get_experiment(run.info.experiment_id).name == "monitoring"
+        assert {a.path for a in tracking.list_artifacts(run_id, "drift")} >= {
+            "drift/report.html",
+            "drift/snapshot.json",
+        }
+        assert int(run.data.tags["rows"]) >= 3000
+
+        shifted = subprocess.run(
+            ["make", "drift-shifted", f"PORT={mlflow_port}"],
+            cwd=checkout, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert shifted.returncode == 0, shifted.stderr[-3000:]
+        assert "drift report: credit-scoring version 1, 4454 rows -> verdict act" in shifted.stdout, shifted.stdout
+        psi = dict(line.split() for line in shifted.stdout.split("act):\n", 1)[1].splitlines() if "    " in line[:4])
+        assert float(psi["Income"]) > 0.25 and float(psi["Home"]) > 0.25
 
         # Everything is still running, as the script's closing message says.
         assert answers(f"http://127.0.0.1:{mlflow_port}/health") and answers(f"{gateway}/ready")

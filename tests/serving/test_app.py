@@ -26,7 +26,7 @@ from serving.settings import ServingSettings
 from steps.main import main
 from steps.model import MLPParams
 from steps.settings import PipelineSettings
-from tests.serving.conftest import RedisProcess, Served
+from tests.conftest import RedisProcess, Served
 
 TOKEN = "test-admin-token-0123"
 

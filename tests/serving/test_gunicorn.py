@@ -23,7 +23,7 @@ from registry.settings import RegistrySettings
 from registry.versions import STAGING_ALIAS
 from scripts.tracking_server import free_port, stop_group
 from serving.prediction_log import rows_of
-from tests.serving.conftest import RedisProcess, Served
+from tests.conftest import RedisProcess, Served
 
 pytestmark = pytest.mark.integration
 

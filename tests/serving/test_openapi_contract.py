@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.checks import (
 
 from serving.app import create_app, start_serving
 from serving.settings import ServingSettings
-from tests.serving.conftest import RedisProcess, Served
+from tests.conftest import RedisProcess, Served
 
 # What the gateway promises for any request the schema allows. Not "schema-valid data is accepted": which features a
 # row must carry depends on the registered model being served, so such a request may rightly get a 422.

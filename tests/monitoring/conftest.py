@@ -1,0 +1,125 @@
+"""Real servers for the monitoring tests: a registered model (the shared `served`), a Redis, a gunicorn
+gateway writing the prediction stream, and the Prometheus/Pushgateway binaries (skipped locally when absent, a
+failure under CI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+import requests
+
+from scripts.tracking_server import free_port, stop_group
+from tests.conftest import RedisProcess, Served
+
+STREAM = "credit-scoring:predictions"
+
+
+def require_binary(name: str) -> str:
+    """The path of a Debian Prometheus binary; skip without it here, fail under CI (so CI cannot pass by skipping)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    reason = f"{name} is not installed (apt-get install prometheus prometheus-pushgateway; .ci/run does it)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class GatewayProcess:
+    url: str
+    redis_url: str
+    model_name: str
+    tracking_uri: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass  # not listening yet, or the workers are still loading the models
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
+        time.sleep(0.25)
+    raise RuntimeError(f"gateway not ready: {log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def gateway_process(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gunicorn gateway (2 workers) with its own Redis for the monitoring tests; the log flushes every 0.1 s."""
+    folder = tmp_path_factory.mktemp("monitored-gateway")
+    redis_server = RedisProcess(folder)
+    redis_server.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": served.url,
+        "SERVING_MODEL_NAME": served.model_name,
+        "REDIS_URL": redis_server.url,
+        "SERVING_BIND": f"127.0.0.1:{port}",
+        "SERVING_WORKERS": "2",
+        "SERVING_RELOAD_INTERVAL_S": "0",
+        "SERVING_MODEL_CACHE_DIR": str(folder / "models"),
+        "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
+        "SERVING_PREDICTION_LOG_FLUSH_S": "0.1",
+    }
+    log_path = folder / "gateway.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process, log_path)
+        yield GatewayProcess(url, redis_server.url, served.model_name, served.url, log_path, process)
+    finally:
+        stop_group(process.pid, timeout=30, process=process)
+        redis_server.stop()
+
+
+def applicant_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """Rows of a frame as the gateway's `features` objects (NaN -> null)."""
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    return [{"features": record} for record in records]
+
+
+def send(url: str, frame: pd.DataFrame, endpoint: str = "predict", batch: int = 100, **body: object) -> int:
+    """Score every row of `frame` through the gateway in batches; returns the rows answered with 200."""
+    answered = 0
+    with requests.Session() as session:
+        rows = applicant_rows(frame)
+        for start in range(0, len(rows), batch):
+            payload = {"batch": rows[start : start + batch], **body}
+            response = session.post(f"{url}/{endpoint}", json=payload, timeout=30)
+            assert response.status_code == 200, response.text[:500]
+            answered += len(rows[start : start + batch])
+    return answered
+
+
+def stream_rows(client: redis.Redis) -> int:
+    return sum(int(fields[b"rows"]) for _, fields in client.xrange(STREAM))
+
+
+def wait_for_stream_rows(client: redis.Redis, rows: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while stream_rows(client) < rows:
+        assert time.monotonic() < deadline, f"the stream holds {stream_rows(client)} rows, expected {rows}"
+        time.sleep(0.1)
