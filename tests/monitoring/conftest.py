@@ -72,7 +72,7 @@ def gateway_process(served: Served, tmp_path_factory: pytest.TempPathFactory) ->
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": served.url,
-        "SERVING_MODEL_NAME": served.model_name,
+        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
         "REDIS_URL": redis_server.url,
         "SERVING_BIND": f"127.0.0.1:{port}",
         "SERVING_WORKERS": "2",
