@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
+.PHONY: notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -55,8 +55,12 @@ stop: venv ## Stop what `make run` and `make monitoring` started: gateway, local
 	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
 
+notebooks: venv ## Open notebooks/ in JupyterLab (127.0.0.1:8888) against the tracking server on $(PORT)
+	PYTHONPATH=$(CURDIR) MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(PORT)} \
+		jupyter lab --ip 127.0.0.1 --port 8888 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
+
 lock: venv ## Re-resolve requirements.lock from pyproject.toml
-	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra notebooks --universal --python-version 3.11 -o requirements.lock
 
 time-main: venv ## Time `mlflow run . -e main` 3 times against a running server (issue target: median <= 90 s)
 	python scripts/time_main.py --tracking-uri http://127.0.0.1:$(PORT) --rounds 3
