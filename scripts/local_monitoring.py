@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,10 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+# Run as `python scripts/<name>.py` the repository root is not on the path, and the shared process helpers live there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.tracking_server import stop_recorded
 
 HOST = "127.0.0.1"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "monitoring" / "prometheus"
@@ -115,15 +118,7 @@ def start(state: Path, gateway: str, mlflow: str, prometheus_port: int, pushgate
 
 def stop(state: Path) -> int:
     for name in ("prometheus", "pushgateway"):
-        pid_file = state / f"{name}.pid"
-        if not pid_file.exists():
-            continue
-        try:
-            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            print(f"stopped {name}")
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
+        stop_recorded(state / f"{name}.pid", name)
     return 0
 
 

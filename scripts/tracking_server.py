@@ -80,6 +80,16 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
     raise RuntimeError(f"MLflow server at {url} not healthy after {timeout:.0f} s; see {log_path}")
 
 
+def stop_recorded(pid_file: Path, name: str) -> None:
+    """Stop the process group whose leader's pid `pid_file` holds (a server started in a session of its own by one of
+    these scripts), say so, and remove the file; nothing to do when there is no such file."""
+    if not pid_file.exists():
+        return
+    stop_group(int(pid_file.read_text()))
+    print(f"stopped {name}")
+    pid_file.unlink()
+
+
 def stop_group(pid: int, timeout: float = 10.0, process: subprocess.Popen | None = None) -> None:
     """SIGTERM the server's process group; SIGKILL it if it is still there after `timeout` s.
 
