@@ -14,7 +14,7 @@ from typing import cast
 import orjson
 import redis
 
-from serving.redis_gateway import RedisGateway
+from serving.redis_gateway import CACHE_GET, CACHE_SET, RedisGateway
 
 
 def canonical_row(values: Sequence[object]) -> bytes:
@@ -32,7 +32,7 @@ class PredictionCache:
 
     def get_many(self, keys: list[str]) -> list[float | None]:
         fallback: list[bytes | None] = [None] * len(keys)
-        raw = self.redis.call("cache_get", lambda client: cast(list[bytes | None], client.mget(keys)), fallback)
+        raw = self.redis.call(CACHE_GET, lambda client: cast(list[bytes | None], client.mget(keys)), fallback)
         return [None if value is None else float(value) for value in raw]
 
     def set_many(self, entries: dict[str, float]) -> None:
@@ -45,4 +45,4 @@ class PredictionCache:
                 pipeline.set(key, repr(probability), ex=self.ttl_s)
             return pipeline.execute()
 
-        self.redis.call("cache_set", write, None)
+        self.redis.call(CACHE_SET, write, None)

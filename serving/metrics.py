@@ -15,11 +15,14 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
+from registry.versions import ALIASES
 from serving.model_store import RefreshReport, ServedModels
+from serving.redis_gateway import OPERATIONS as REDIS_OPERATIONS
 
 SMALL_BATCH = 4  # up to this many values, plain observe() is cheaper than the bucket arithmetic
 # Ten bounds, finer at the low end where most applicants score: every non-empty bucket is a locked write to the
 # multiprocess file per request (docs/serving.md has what twenty buckets cost).
+RELOAD_OK, RELOAD_FAILED = "ok", "failed"
 PROBABILITY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
@@ -44,9 +47,9 @@ class GatewayMetrics:
     def record_refresh(self, report: RefreshReport, served: ServedModels) -> None:
         """A model store listener: reload outcomes, the versions now loaded, and whether B can be routed to."""
         for entry in report.loaded:
-            self.reloads.labels(alias=entry.alias, outcome="ok").inc()
+            self.reloads.labels(alias=entry.alias, outcome=RELOAD_OK).inc()
         for alias in report.failed:
-            self.reloads.labels(alias=alias, outcome="failed").inc()
+            self.reloads.labels(alias=alias, outcome=RELOAD_FAILED).inc()
         current = {(alias, model.version, model.precision) for alias, model in served.models.items()}
         for alias, version, precision in self._model_info_series - current:
             self.model_info.labels(alias=alias, version=version, precision=precision).set(0)
@@ -75,7 +78,7 @@ def create_metrics(app: Flask) -> GatewayMetrics:
     # In multiprocess mode samples go to files that the exporter's MultiProcessCollector reads; registering the
     # metrics as well would report them twice.
     own = None if multiprocess_mode() else registry
-    return GatewayMetrics(
+    metrics = GatewayMetrics(
         exporter=exporter,
         # The names, labels and buckets of prometheus-flask-exporter's two main default series, so queries on them
         # work unchanged. Not exported: flask_exporter_info, and flask_http_request_exceptions_total (the error
@@ -123,6 +126,14 @@ def create_metrics(app: Flask) -> GatewayMetrics:
             multiprocess_mode=gauge_mode,
         ),
     )
+    # Every series of these labelled counters exists from start-up, at 0: an alert on `increase()` then sees the
+    # first failure, and a dashboard finds the series before anything went wrong.
+    for alias in ALIASES:
+        for outcome in (RELOAD_OK, RELOAD_FAILED):
+            metrics.reloads.labels(alias=alias, outcome=outcome)
+    for operation in REDIS_OPERATIONS:
+        metrics.redis_errors.labels(operation=operation)
+    return metrics
 
 
 class BulkObserver:

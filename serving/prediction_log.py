@@ -29,7 +29,7 @@ import orjson
 import redis
 from redis.typing import EncodableT, FieldT
 
-from serving.redis_gateway import RedisGateway
+from serving.redis_gateway import LOG_APPEND, RedisGateway
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class PredictionLog:
                     pipeline.execute()
                     sent += len(chunk)
 
-            self.redis.call("log_append", write, None)
+            self.redis.call(LOG_APPEND, write, None)
             if sent < len(entries):
                 self.on_drop(sum(entry.rows for entry in entries[sent:]))
             return sum(entry.groups for entry in entries[:sent])

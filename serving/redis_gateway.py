@@ -14,6 +14,10 @@ import redis
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The operations the gateway's Redis calls are counted under (`gateway_redis_errors_total{operation}`).
+CACHE_GET, CACHE_SET, LOG_APPEND = "cache_get", "cache_set", "log_append"
+OPERATIONS = (CACHE_GET, CACHE_SET, LOG_APPEND)
+
 
 class CircuitBreaker:
     """Open after `threshold` consecutive failures; let one call through after `cooldown_s` to probe recovery."""

@@ -100,6 +100,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # MLflow's usage telemetry (which cannot reach its endpoint offline anyway) sets and unsets an environment
     # variable from a background thread; a concurrent copy of os.environ then fails with KeyError.
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # The gate's single-row p99 budget (5 ms) is about the machine the benchmark step ran on: on a loaded 2-core CI
+    # machine a fixture's first deployment would be refused now and then. Tests of the latency check set theirs.
+    os.environ.setdefault("REGISTRY_LATENCY_BUDGET_MS", "1000")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -98,6 +98,16 @@ def query(prometheus: str, expr: str) -> list[dict[str, object]]:
     return answer["data"]["result"]
 
 
+METRIC_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+GROUPING = re.compile(r"\bby \(([^)]*)\)")
+
+
+def series_of(prometheus: str, metric: str) -> list[dict[str, str]]:
+    answer = requests.get(f"{prometheus}/api/v1/series", params={"match[]": metric}, timeout=10).json()
+    assert answer["status"] == "success", f"{metric}: {answer}"
+    return answer["data"]
+
+
 def substituted(expr: str, model: str) -> str:
     """Grafana's variables as Grafana would fill them for 'All' endpoints and this model, 1 s scrapes."""
     replacements = {"$__rate_interval": "15s", "$__range": "2m", "$__interval": "5s", "$endpoint": ".*"}
@@ -162,6 +172,13 @@ def test_a_drift_job_pushes_and_every_dashboard_panel_returns_data(
             expr = substituted(target["expr"], gateway_process.model_name)
             result = query(monitoring.prometheus, expr)
             assert result, f"panel {panel['title']!r}: no data for {expr}"
+            # "Returns data" alone would pass a misspelt metric behind `or vector(0)`, or a misspelt label that
+            # collapses `by (...)` into one unlabelled series: each metric must exist, each grouping label be set.
+            for metric in set(METRIC_NAME.findall(expr)):
+                assert series_of(monitoring.prometheus, metric), f"panel {panel['title']!r}: no series {metric}"
+            grouped = {label for group in GROUPING.findall(expr) for label in re.split(r"\s*,\s*", group)}
+            for label in grouped - {"", "le"}:  # histogram_quantile consumes `le`
+                assert all(series["metric"].get(label) for series in result), f"{panel['title']!r}: {label} unset"
             evaluated += 1
     assert evaluated >= 16
     for variable in dashboard["templating"]["list"]:  # label_values(metric, label) is Grafana's; this is its query
