@@ -14,6 +14,7 @@ import redis
 from pydantic import ValidationError
 
 from monitoring.errors import MonitoringInputError
+from registry.errors import first_line
 
 if TYPE_CHECKING:
     from monitoring.job import DriftOutcome
@@ -35,16 +36,16 @@ def parse_duration(text: str) -> float:
 def describe(outcome: DriftOutcome) -> list[str]:
     """The lines printed for one version: the summary and where the report is."""
     from monitoring.publish import REPORT_ARTIFACT, SNAPSHOT_ARTIFACT
-    from monitoring.summary import psi_by_column
+    from monitoring.summary import drifted_feature_names, number, psi_by_column
 
     if not outcome.reported or outcome.summary is None:
         return [outcome.message]
     summary = outcome.summary
     lines = [
         f"drift report: {outcome.model} version {outcome.version}, {outcome.rows} rows -> verdict {summary['verdict']}",
-        f"  drift share (Evidently) {float(summary['drift_share']):.3f}; drifted features: "
-        f"{summary['drifted_feature_names'] or 'none'}; score drift ({summary['score_drift_method']}) "
-        f"{float(summary['score_drift_score']):.3f}",
+        f"  drift share (Evidently) {number(summary, 'drift_share'):.3f}; drifted features: "
+        f"{', '.join(drifted_feature_names(summary)) or 'none'}; score drift ({summary['score_drift_method']}) "
+        f"{number(summary, 'score_drift_score'):.3f}",
         "  credit PSI (< 0.10 stable, 0.10-0.25 watch, > 0.25 act):",
     ]
     for column, value in sorted(psi_by_column(summary).items(), key=lambda item: -item[1]):
@@ -80,6 +81,7 @@ def cli(
     logging.getLogger("monitoring").setLevel(logging.INFO)
     # Imported here: Evidently and MLflow take ~10 s to import, which `--help` and option errors need not wait for.
     from mlflow.exceptions import MlflowException
+    from tqdm import tqdm
 
     from monitoring.job import run_drift
     from monitoring.settings import MonitoringSettings
@@ -90,10 +92,16 @@ def cli(
         if data_file is not None and (last_rows is not None or since is not None):
             raise MonitoringInputError("--file and --last-rows/--since exclude each other")
         spec = WindowSpec(last_rows=last_rows, since_seconds=parse_duration(since) if since else None)
-        outcomes = run_drift(settings, spec, data_file, version)
-    except (MonitoringInputError, ValidationError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        click.echo(f"error: {first_line}", err=True)
+        with tqdm(unit="rows", desc="reading the prediction stream", disable=None, leave=False) as progress:
+            outcomes = run_drift(settings, spec, data_file, version, on_rows=progress.update)
+    except ValidationError as error:  # a setting from the environment or an option: name it
+        problems = "; ".join(
+            f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}" for item in error.errors()
+        )
+        click.echo(f"error: {problems}", err=True)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except MonitoringInputError as error:
+        click.echo(f"error: {first_line(error)}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except redis.RedisError as error:
         click.echo(f"error: Redis: {error}", err=True)
@@ -102,8 +110,7 @@ def cli(
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_FAILED) from None
     except MlflowException as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        click.echo(f"error: MLflow: {first_line}", err=True)
+        click.echo(f"error: MLflow: {first_line(error)}", err=True)
         raise SystemExit(EXIT_FAILED) from None
     for outcome in outcomes:
         if outcome.reported:  # a skipped window was already said in one log line

@@ -4,6 +4,7 @@ version's report and summary, and only then log and push them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import redis
 from mlflow.tracking import MlflowClient
 
 from monitoring.errors import MonitoringInputError
-from monitoring.publish import ComputedReport, publish
+from monitoring.publish import ComputedReport, existing_report, publish
 from monitoring.reference import Reference, load_reference, normalized_features, resolve_model, score
 from monitoring.report import Thresholds, compute_report
 from monitoring.settings import MonitoringSettings
@@ -99,12 +100,14 @@ def run_drift(
     window_spec: WindowSpec | None = None,
     data_file: Path | None = None,
     version: str | None = None,
+    on_rows: Callable[[int], None] = lambda rows: None,
 ) -> list[DriftOutcome]:
     """One drift report per model version in the window (or of `version` for `data_file`), logged to MLflow.
 
     Windows with fewer than `settings.min_rows` rows are skipped (an outcome that says so); a window whose columns
     do not match the version's schema is a MonitoringInputError naming them. Nothing is logged before every report
-    is computed; a failure while logging ends that run FAILED.
+    is computed; a failure while logging ends that run FAILED. A window reported before (the same rows: a retried
+    task) is not reported again: its outcome is the earlier run's. `on_rows` follows the stream's reading.
     """
     settings = settings or MonitoringSettings()
     client = MlflowClient(settings.tracking_uri)
@@ -130,6 +133,7 @@ def run_drift(
             settings.sample_size,
             settings.sample_seed,
             settings.stream_page_entries,
+            on_rows=on_rows,
         )
         if not windows:
             message = f"skipped: no rows of {name} in the window of stream {settings.prediction_stream}"
@@ -147,19 +151,34 @@ def run_drift(
             logger.warning(message)
             outcomes[window.version] = DriftOutcome(name, window.version, window.rows, False, message)
             continue
+        before = existing_report(client, settings.experiment_name, window)
+        if before is not None:
+            run_id, summary = before
+            message = f"{name} version {window.version}: {summary['verdict']} ({window.rows} rows), reported before"
+            logger.info("%s: run %s", message, run_id)
+            outcomes[window.version] = DriftOutcome(name, window.version, window.rows, True, message, summary, run_id)
+            continue
         # The window is checked before the reference is fetched: a mistake in a file fails in seconds.
         model = resolve_model(client, registry_settings_of(settings), name, window.version)
         current = current_data(window, model, scored_by_gateway=data_file is None)
         reference = load_reference(client, model)
         computed.append(compute(window, current, reference, thresholds, settings.min_rows))
+    failures: list[BaseException] = []
     for report in computed:
-        run_id, url = publish(
-            client, settings.experiment_name, report, settings.pushgateway_url, settings.pushgateway_job
-        )
         window = report.window
+        try:
+            run_id, url = publish(
+                client, settings.experiment_name, report, settings.pushgateway_url, settings.pushgateway_job
+            )
+        except Exception as error:  # the other versions' reports are still published; the first failure is raised
+            logger.error("%s version %s: the report could not be published: %s", name, window.version, error)
+            failures.append(error)
+            continue
         message = f"{name} version {window.version}: {report.summary['verdict']} ({window.rows} rows)"
         logger.info("%s; report %s", message, url)
         outcomes[window.version] = DriftOutcome(
             name, window.version, window.rows, True, message, report.summary, run_id, url
         )
+    if failures:
+        raise failures[0]
     return [outcomes[window.version] for window in windows]

@@ -1,8 +1,10 @@
-"""Persisting a computed drift report: one MLflow run (tags, metrics, HTML report, JSON snapshot, summary) in the
+"""Persisting a computed drift report: one MLflow run (tags, metrics, HTML report, Evidently snapshot, results,
+summary) in the
 `monitoring` experiment, and the summary's gauges pushed to a Prometheus Pushgateway for alerting."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -16,15 +18,16 @@ from mlflow.tracking import MlflowClient
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from monitoring.report import DriftReport, Thresholds
-from monitoring.summary import Summary, numeric_part, psi_by_column
+from monitoring.summary import Summary, number, numeric_part, psi_by_column
 from monitoring.window import VersionWindow
-from scoring.contract import FAILURE_REASON_TAG, PREPARE_RUN_ID, STEP_TAG
+from scoring.contract import FAILURE_REASON_TAG, PREPARE_RUN_ID, STEP_TAG, frame_sha256
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "drift"
 REPORT_ARTIFACT = f"{ARTIFACT_DIR}/report.html"
-SNAPSHOT_ARTIFACT = f"{ARTIFACT_DIR}/snapshot.json"
+SNAPSHOT_ARTIFACT = f"{ARTIFACT_DIR}/snapshot.json"  # Evidently's snapshot (Snapshot.loads reopens it)
+RESULTS_ARTIFACT = f"{ARTIFACT_DIR}/results.json"  # its metric and test results as plain JSON
 SUMMARY_ARTIFACT = f"{ARTIFACT_DIR}/summary.json"
 STEP = "drift"
 
@@ -60,10 +63,40 @@ def run_url(client: MlflowClient, experiment: str, run_id: str) -> str:
     return f"run {run_id} of experiment {experiment} at {base or 'the default tracking URI'}"
 
 
+WINDOW_KEY_TAG = "window_key"
+
+
+def window_key(window: VersionWindow) -> str:
+    """What identifies a window's report: the model, version, source, bounds, row count and the sampled rows' content.
+    A re-run over the same rows (a retried task, a scheduler's data interval again) finds the report it made."""
+    identity = f"{window.model}|{window.version}|{window.source}|{window.start}|{window.end}|{window.rows}"
+    return hashlib.sha256(f"{identity}|{frame_sha256(window.frame)}".encode()).hexdigest()
+
+
+def existing_report(client: MlflowClient, experiment_name: str, window: VersionWindow) -> tuple[str, Summary] | None:
+    """The FINISHED report run of this very window and its summary, if one was logged before."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.{WINDOW_KEY_TAG} = '{window_key(window)}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    if not runs:
+        return None
+    with tempfile.TemporaryDirectory(prefix="credit-drift-") as folder:
+        summary: Summary = json.loads(
+            Path(client.download_artifacts(runs[0].info.run_id, SUMMARY_ARTIFACT, folder)).read_text()
+        )
+    return runs[0].info.run_id, summary
+
+
 def run_tags(computed: ComputedReport) -> dict[str, str]:
     window, summary = computed.window, computed.summary
     return {
         STEP_TAG: STEP,
+        WINDOW_KEY_TAG: window_key(window),
         "model": window.model,
         "version": window.version,
         "window_start": iso(window.start),
@@ -75,7 +108,7 @@ def run_tags(computed: ComputedReport) -> dict[str, str]:
         PREPARE_RUN_ID: computed.reference_prepare_run_id,
         "reference_split_sha256": computed.reference_split_sha256,
         "verdict": str(summary["verdict"]),
-        "drifted_feature_names": str(summary["drifted_feature_names"]),
+        "drifted_feature_names": json.dumps(summary["drifted_feature_names"]),
         "psi_max_column": str(summary["psi_max_column"]),
         "score_drift_method": str(summary["score_drift_method"]),
     }
@@ -100,9 +133,9 @@ def push_summary(url: str, job: str, computed: ComputedReport, pushed_at: float)
     registry = CollectorRegistry()
     labels = ["model", "version"]
     gauges = {
-        "credit_drift_share": ("Share of features Evidently finds drifted", summary["drift_share"]),
-        "credit_drift_drifted_features": ("Features Evidently finds drifted", summary["drifted_features"]),
-        "credit_drift_verdict": ("0 stable, 1 watch, 2 act", summary["verdict_level"]),
+        "credit_drift_share": ("Share of features Evidently finds drifted", number(summary, "drift_share")),
+        "credit_drift_drifted_features": ("Features Evidently finds drifted", number(summary, "drifted_features")),
+        "credit_drift_verdict": ("0 stable, 1 watch, 2 act", number(summary, "verdict_level")),
         "credit_drift_rows": ("Rows of the version in the report's window", window.rows),
         "credit_drift_psi_threshold": ("PSI above which to act", computed.thresholds.psi_act),
         "credit_drift_share_threshold": ("Drift share from which to act", computed.thresholds.drift_share),
@@ -131,12 +164,16 @@ def publish(
         client.log_batch(
             run_id,
             metrics=[Metric(key, value, now, 0) for key, value in numeric_part(computed.summary).items()]
-            + [Metric("rows", float(window.rows), now, 0), Metric("rows_analysed", float(len(window.frame)), now, 0)],
+            + [
+                Metric("rows", float(window.rows), now, 0),
+                Metric("rows_analysed", float(computed.report.current_rows), now, 0),
+            ],
             params=[Param(key, value) for key, value in run_params(computed).items()],
         )
         with tempfile.TemporaryDirectory(prefix="credit-drift-") as folder:
             computed.report.save_html(str(Path(folder) / Path(REPORT_ARTIFACT).name))
             (Path(folder) / Path(SNAPSHOT_ARTIFACT).name).write_text(computed.report.snapshot_json())
+            (Path(folder) / Path(RESULTS_ARTIFACT).name).write_text(computed.report.results_json())
             (Path(folder) / Path(SUMMARY_ARTIFACT).name).write_text(json.dumps(computed.summary, indent=2))
             client.log_artifacts(run_id, folder, ARTIFACT_DIR)
         if pushgateway_url:

@@ -56,6 +56,7 @@ def register_credit_psi() -> None:
             name=CREDIT_PSI,
             display_name="credit PSI (reference deciles / categories, missing as a bin, floor 0.0001)",
             allowed_feature_types=[ColumnType.Categorical],
+            # Evidently wants one; `compute_report` always passes the configured act threshold (MONITORING_PSI_ACT).
             default_threshold=0.25,
         )
         register_stattest(test, _credit_psi_test)
@@ -63,16 +64,17 @@ def register_credit_psi() -> None:
 
 @dataclass(frozen=True)
 class Thresholds:
-    psi_watch: float = 0.10
-    psi_act: float = 0.25
-    drift_share: float = 0.5
+    """The readings' thresholds; their defaults live in one place, `MonitoringSettings`."""
+
+    psi_watch: float
+    psi_act: float
+    drift_share: float
 
 
 @dataclass(frozen=True)
 class DriftReport:
-    snapshot: Any  # evidently Snapshot: save_html / json
-    snapshot_dict: dict[str, Any]  # the snapshot as plain JSON types (what the summary reads)
-    features: list[str]
+    snapshot: Any  # evidently Snapshot: save_html / dumps
+    snapshot_dict: dict[str, Any]  # its metric and test results as plain JSON types (what the summary reads)
     reference_rows: int
     current_rows: int
 
@@ -81,6 +83,11 @@ class DriftReport:
         self.snapshot.save_html(str(path))
 
     def snapshot_json(self) -> str:
+        """Evidently's own snapshot: `evidently.core.report.Snapshot.loads` reopens it (to render, or compare)."""
+        return str(self.snapshot.dumps())
+
+    def results_json(self) -> str:
+        """The metric and test results alone, as plain JSON (what `monitoring.summary` reads)."""
         return json.dumps(self.snapshot_dict, indent=1)
 
 
@@ -124,4 +131,4 @@ def compute_report(
         )
     # Through JSON: numpy scalars and enums become plain numbers and strings.
     snapshot_dict = json.loads(snapshot.json())
-    return DriftReport(snapshot, snapshot_dict, list(schema.features), len(reference), len(current))
+    return DriftReport(snapshot, snapshot_dict, len(reference), len(current))

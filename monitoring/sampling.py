@@ -22,12 +22,20 @@ class BoundedSample:
         self._random = np.random.default_rng(seed)
         self._kept: pd.DataFrame | None = None
         self._keys = np.empty(0)
+        self._largest_kept_key = 1.0
 
     def add(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
         self.rows_seen += len(frame)
-        keys = self._random.random(len(frame))
+        keys = self._random.random(len(frame))  # one key per row seen, kept or not: the sample depends on the seed only
+        if len(self._keys) >= self.size:
+            # Full: only a row whose key is below the largest kept key can enter, so a page is merged only for the
+            # few rows that do (merging every page into the whole sample made reading cost grow with the pages).
+            entering = keys < self._largest_kept_key
+            if not entering.any():
+                return
+            frame, keys = frame[entering], keys[entering]
         frame = frame.reset_index(drop=True)
         if self._kept is None:
             combined, combined_keys = frame, keys
@@ -38,6 +46,7 @@ class BoundedSample:
             chosen = np.sort(np.argpartition(combined_keys, self.size - 1)[: self.size])
             combined, combined_keys = combined.iloc[chosen].reset_index(drop=True), combined_keys[chosen]
         self._kept, self._keys = combined, combined_keys
+        self._largest_kept_key = float(combined_keys.max())
 
     @property
     def sampled(self) -> bool:

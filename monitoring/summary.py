@@ -10,7 +10,7 @@ from monitoring.psi import reading
 from monitoring.report import CREDIT_PSI, PSI_BINS_SUFFIX, Thresholds
 from monitoring.window import SCORE_COLUMN
 
-Summary = dict[str, float | int | str]
+Summary = dict[str, float | int | str | list[str]]
 VERDICT_LEVELS = {"stable": 0, "watch": 1, "act": 2}
 PSI_PREFIX = "psi."
 
@@ -66,7 +66,7 @@ def summarize(snapshot: Mapping[str, Any], features: Sequence[str], thresholds: 
         "verdict_level": VERDICT_LEVELS[verdict],
         "drift_share": drift_share,
         "drifted_features": len(drifted),
-        "drifted_feature_names": ",".join(drifted),
+        "drifted_feature_names": drifted,
         "dataset_drift": int(drift_share >= thresholds.drift_share),
         "score_drift_method": score_drift[0],
         "score_drift_score": score_drift[1],
@@ -79,10 +79,28 @@ def summarize(snapshot: Mapping[str, Any], features: Sequence[str], thresholds: 
     }
 
 
+def number(summary: Summary, key: str) -> float:
+    value = summary[key]
+    if not isinstance(value, int | float):
+        raise TypeError(f"summary entry {key!r} is not a number: {value!r}")
+    return float(value)
+
+
+def drifted_feature_names(summary: Summary) -> list[str]:
+    names = summary["drifted_feature_names"]
+    if not isinstance(names, list):
+        raise TypeError(f"summary entry 'drifted_feature_names' is not a list: {names!r}")
+    return names
+
+
 def numeric_part(summary: Summary) -> dict[str, float]:
     """The summary's numbers (MLflow metrics); its strings become tags."""
-    return {key: float(value) for key, value in summary.items() if not isinstance(value, str)}
+    return {key: float(value) for key, value in summary.items() if isinstance(value, int | float)}
 
 
 def psi_by_column(summary: Summary) -> dict[str, float]:
-    return {key.removeprefix(PSI_PREFIX): float(value) for key, value in summary.items() if key.startswith(PSI_PREFIX)}
+    return {
+        key.removeprefix(PSI_PREFIX): float(value)
+        for key, value in summary.items()
+        if key.startswith(PSI_PREFIX) and isinstance(value, int | float)
+    }

@@ -1,7 +1,9 @@
-"""Time the drift job on full windows: fill a private Redis stream with N real applicants (entries of ~1,000 rows,
-as the gateway writes them), run `monitoring.job.run_drift` in a fresh process per size, print a table.
+"""Time the drift job on full windows: fill a private Redis stream with N real applicants packed as the gateway packs
+them (requests of `--rows-per-request` rows, stream entries of about `--rows-per-entry` rows: ~1,000 under load, a
+few when traffic is thin), run `monitoring.job.run_drift` in a fresh process per size, print a table.
 
 python scripts/bench_drift.py --tracking-uri http://127.0.0.1:5000 --rows 10000 50000 200000
+python scripts/bench_drift.py --rows 200000 --rows-per-request 1 --rows-per-entry 3     # thin single-row traffic
 Needs a registered model with a production version (`make run`); writes runs to the experiment "monitoring-benchmark".
 """
 
@@ -29,7 +31,16 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "credit_data.csv"
 STREAM = "bench:predictions"
 
 
-def fill_stream(url: str, rows: int, model: str, version: str, seed: int, tracking_uri: str) -> None:
+def fill_stream(
+    url: str,
+    rows: int,
+    model: str,
+    version: str,
+    seed: int,
+    tracking_uri: str,
+    rows_per_request: int = 100,
+    rows_per_entry: int = 1000,
+) -> None:
     """`rows` applicants drawn from the data with replacement, scored by the version as the gateway would."""
     from mlflow.tracking import MlflowClient
 
@@ -46,22 +57,23 @@ def fill_stream(url: str, rows: int, model: str, version: str, seed: int, tracki
     probabilities = score(resolved, normalized_features(sample, resolved.feature_schema, "benchmark rows")).tolist()
     client = redis.Redis.from_url(url)
     client.delete(STREAM)
-    log = PredictionLog(RedisGateway(client, CircuitBreaker()), STREAM, max_rows=rows * 2, flush_interval_s=3600)
+    log = PredictionLog(
+        RedisGateway(client, CircuitBreaker()),
+        STREAM,
+        max_rows=rows * 2,
+        flush_interval_s=3600,
+        max_pending=rows + 1,
+        entry_max_rows=rows_per_entry,
+    )
     now = time.time()
     groups = []
-    for start in range(0, rows, 100):  # requests of 100 rows, as a batch client sends them
-        part = sample.iloc[start : start + 100]
-        columns = {name: part[name].astype(object).where(part[name].notna(), None).tolist() for name in part}
+    columns_of = {name: sample[name].astype(object).where(sample[name].notna(), None).tolist() for name in sample}
+    for start in range(0, rows, rows_per_request):
+        end = min(start + rows_per_request, rows)
+        columns = {name: values[start:end] for name, values in columns_of.items()}
         groups.append(
             LoggedGroup(
-                now,
-                f"bench-{start}",
-                model,
-                version,
-                "A",
-                columns,
-                probabilities[start : start + 100],
-                [None] * len(part),
+                now, f"bench-{start}", model, version, "A", columns, probabilities[start:end], [None] * (end - start)
             )
         )
     log.append(groups)
@@ -105,6 +117,8 @@ def main() -> int:
     parser.add_argument("--version", default=None, help="version to attribute the rows to [production's]")
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--sample-size", type=int, nargs="+", default=[50_000], help="one run per size and sample size")
+    parser.add_argument("--rows-per-request", type=int, default=100)
+    parser.add_argument("--rows-per-entry", type=int, default=1000, help="rows the gateway packs into one entry")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -140,9 +154,10 @@ def main() -> int:
                     break
                 except redis.ConnectionError:
                     time.sleep(0.05)
-            print(f"{'rows':>9} {'sample':>8} {'seconds':>8} {'peak RSS MB':>12}  verdict")
+            print(f"{'rows':>9} {'per entry':>9} {'sample':>8} {'seconds':>8} {'peak RSS MB':>12}  verdict")
             for rows in arguments.rows:
-                fill_stream(url, rows, arguments.model, str(version), rows, arguments.tracking_uri)
+                fill_stream(url, rows, arguments.model, str(version), rows, arguments.tracking_uri,
+                            arguments.rows_per_request, arguments.rows_per_entry)  # fmt: skip
                 for sample_size in arguments.sample_size:
                     result = subprocess.run(
                         [sys.executable, __file__, "--child", "--tracking-uri", arguments.tracking_uri, "--model",
@@ -154,7 +169,8 @@ def main() -> int:
                         return 1
                     figures = json.loads(result.stdout.strip().splitlines()[-1])
                     print(
-                        f"{figures['rows']:>9} {min(sample_size, rows):>8} {figures['seconds']:>8.1f} "
+                        f"{figures['rows']:>9} {arguments.rows_per_entry:>9} {min(sample_size, rows):>8} "
+                        f"{figures['seconds']:>8.1f} "
                         f"{figures['peak_rss_mb']:>12.0f}  {figures['verdict']}"
                     )
         finally:

@@ -11,11 +11,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from evidently.core.report import Snapshot
 from mlflow.tracking import MlflowClient
 
 from monitoring.errors import MonitoringInputError
 from monitoring.job import run_drift
-from monitoring.publish import REPORT_ARTIFACT, SNAPSHOT_ARTIFACT, SUMMARY_ARTIFACT
+from monitoring.publish import REPORT_ARTIFACT, RESULTS_ARTIFACT, SNAPSHOT_ARTIFACT, SUMMARY_ARTIFACT
 from monitoring.settings import MonitoringSettings
 from monitoring.window import WindowSpec
 from scripts.tracking_server import free_port
@@ -78,11 +79,13 @@ def test_undrifted_traffic_of_two_versions_is_reported_per_version_and_not_flagg
         assert run.data.metrics["drift_share"] == pytest.approx(float(outcome.summary["drift_share"]))
         assert run.data.params["sample_seed"] == "42" and run.data.params["sample_size"] == "50000"
         artifacts = {item.path for item in client.list_artifacts(outcome.run_id, "drift")}
-        assert artifacts == {REPORT_ARTIFACT, SNAPSHOT_ARTIFACT, SUMMARY_ARTIFACT}
+        assert artifacts == {REPORT_ARTIFACT, SNAPSHOT_ARTIFACT, RESULTS_ARTIFACT, SUMMARY_ARTIFACT}
     folder = Path(mlflow.artifacts.download_artifacts(run_id=outcomes[0].run_id, artifact_path="drift"))
     assert (folder / "report.html").stat().st_size > 100_000 and "credit PSI" in (folder / "report.html").read_text()
-    snapshot = json.loads((folder / "snapshot.json").read_text())
-    assert any(m["config"].get("method") == "credit_psi" for m in snapshot["metrics"])
+    results = json.loads((folder / "results.json").read_text())
+    assert any(m["config"].get("method") == "credit_psi" for m in results["metrics"])
+    reopened = Snapshot.loads((folder / "snapshot.json").read_text())  # Evidently's own snapshot, not a dump of it
+    assert "credit PSI" in reopened.get_html_str(as_iframe=False)
     assert json.loads((folder / "summary.json").read_text()) == outcomes[0].summary
 
 
@@ -93,7 +96,7 @@ def test_shifted_income_and_a_new_category_are_flagged(
     (outcome,) = run_drift(settings, WindowSpec(last_rows=900))
     assert outcome.summary is not None and outcome.summary["verdict"] == "act"
     assert float(outcome.summary["psi.Income"]) > 0.25 and float(outcome.summary["psi.Home"]) > 0.25
-    assert {"Income", "Home"} <= set(str(outcome.summary["drifted_feature_names"]).split(","))
+    assert {"Income", "Home"} <= set(outcome.summary["drifted_feature_names"])
 
 
 def test_a_window_too_small_is_skipped_and_logs_nothing(
@@ -119,6 +122,24 @@ def test_a_failing_push_ends_the_run_failed(
     client = MlflowClient(settings.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name(settings.experiment_name).experiment_id])
     assert run.info.status == "FAILED" and "URLError" in run.data.tags["failure_reason"]
+
+
+def test_the_same_window_again_is_not_reported_twice_and_a_failed_push_is_retried(
+    gateway_process: GatewayProcess, settings: MonitoringSettings, applicants: pd.DataFrame
+) -> None:
+    wait_for_stream_rows(gateway_process.redis(), send(gateway_process.url, applicants.iloc[:400]))
+    newest = gateway_process.redis().xrevrange("credit-scoring:predictions", count=1)[0][0].decode()
+    interval = WindowSpec(start=0.0, end=int(newest.split("-")[0]) / 1000 + 1)  # a fixed interval, as a DAG run has
+    unreachable = settings.model_copy(update={"pushgateway_url": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(OSError):
+        run_drift(unreachable, interval)  # the push fails: the run is FAILED, the window not yet reported
+    (first,) = run_drift(settings, interval)  # the retry reports it
+    (again,) = run_drift(settings, interval)  # and a re-run finds that report
+    assert first.reported and again.reported and again.run_id == first.run_id
+    assert again.summary == first.summary and "reported before" in again.message
+    client = MlflowClient(settings.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(settings.experiment_name).experiment_id])
+    assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]
 
 
 def test_a_file_whose_columns_do_not_match_is_an_error_naming_them(

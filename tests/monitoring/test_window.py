@@ -96,3 +96,41 @@ def test_bad_window_limits_are_refused() -> None:
         WindowSpec(last_rows=0)
     with pytest.raises(MonitoringInputError, match="--since"):
         WindowSpec(since_seconds=-1)
+
+
+def write_at(client: redis.Redis, written_at: float, groups: list[LoggedGroup]) -> None:
+    """An entry as the gateway's writer packs it, written with the stream id of `written_at` (an older entry)."""
+    data = b"[" + b",".join(g.encoded() for g in groups) + b"]"
+    rows = sum(len(g.probabilities) for g in groups)
+    client.xadd("stream", {"rows": str(rows), "data": data}, id=f"{int(written_at * 1000)}-0")
+
+
+def test_a_data_interval_reads_exactly_its_rows_even_from_entries_written_after_it(redis_server: RedisProcess) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    start = 1_700_000_000.0
+    # Hourly entries: each written a few seconds after the requests it holds; the last one of the interval's hour
+    # is written after the interval's end, holding one request scored before it and one after.
+    for hour in range(5):
+        at = start + hour * 3600
+        write_at(client, at + 2, [group(hour * 10, 4, "1", at), group(hour * 10 + 1, 4, "1", at + 1800)])
+        if hour == 3:
+            late = [group(90, 3, "1", at - 1), group(91, 3, "1", at + 1)]
+            write_at(client, at + 5, late)
+
+    spec = WindowSpec(start=start + 3600, end=start + 3 * 3600)  # hours 1 and 2: 4 groups of 4, plus group 90
+    (window,) = read_stream_window(client, "stream", "credit", spec, 1000, 1, page_entries=1)
+    assert sorted(window.frame["Income"].unique()) == [10.0, 11.0, 20.0, 21.0, 90.0]
+    assert window.rows == 19 and window.start == start + 3600 and window.end == start + 3 * 3600 - 1
+    again = read_stream_window(client, "stream", "credit", spec, 1000, 1, page_entries=3)
+    assert again[0].frame.equals(window.frame)  # the same rows whatever the paging: a re-run reports the same window
+
+    seen: list[int] = []
+    newest = WindowSpec(last_rows=6, start=start + 3600)
+    (window,) = read_stream_window(client, "stream", "credit", newest, 1000, 1, page_entries=1, on_rows=seen.append)
+    assert window.rows == 6 and sum(seen) == 6
+    assert sorted(window.frame["Income"].unique()) == [41.0] + [] or window.frame["Income"].max() == 41.0
+
+
+def test_a_window_must_end_after_it_starts() -> None:
+    with pytest.raises(MonitoringInputError, match="must be before its end"):
+        WindowSpec(start=10.0, end=10.0)
