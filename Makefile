@@ -41,13 +41,16 @@ serve: venv ## Run the gateway in the foreground (gunicorn, 2 workers) against $
 monitoring: venv ## Start Prometheus + Pushgateway on 127.0.0.1:9090/9091 scraping the gateway and tracking server (state in .monitoring)
 	python scripts/local_monitoring.py start --state .monitoring --gateway 127.0.0.1:$(SERVING_PORT) --mlflow 127.0.0.1:$(PORT)
 
-drift: venv ## Drift report of the gateway's prediction stream (MLflow experiment "monitoring"); needs `make run` first
+drift: venv ## Drift report of the gateway's prediction stream (MLflow experiment "monitoring", pushed to `make monitoring`'s Pushgateway); needs `make run`
 	MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT) REDIS_URL=$$(python scripts/local_redis.py ensure --state .redis) \
+		MONITORING_PUSHGATEWAY_URL=$${MONITORING_PUSHGATEWAY_URL:-$$(python scripts/local_monitoring.py pushgateway-url)} \
 		python -m monitoring.drift
 
 drift-shifted: venv ## Drift report of a shifted copy of the data (income halved, a new housing category): drift flagged
 	python scripts/shifted_applicants.py .monitoring/shifted_applicants.csv
-	MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT) python -m monitoring.drift --file .monitoring/shifted_applicants.csv
+	MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT) \
+		MONITORING_PUSHGATEWAY_URL=$${MONITORING_PUSHGATEWAY_URL:-$$(python scripts/local_monitoring.py pushgateway-url)} \
+		python -m monitoring.drift --file .monitoring/shifted_applicants.csv
 
 stop: venv ## Stop what `make run` and `make monitoring` started: gateway, local Redis, tracking server, Prometheus
 	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid

@@ -79,14 +79,20 @@ def psi_of_bins(
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+def bin_pair(reference: pd.Series, current: pd.Series, numeric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples' PSI bins, cut on the reference: its deciles if `numeric`, else the categories (missing values in
+    a bin of their own either way). What the report's `credit_psi` test and `population_stability_index` compare."""
+    if numeric:
+        bins = DecileBins.of(reference)
+        return bins.assign(reference), bins.assign(current)
+    return category_bins(reference), category_bins(current)
+
+
 def population_stability_index(
     reference: pd.Series, current: pd.Series, numeric: bool, floor: float = EMPTY_BIN_FLOOR
 ) -> float:
-    """Credit PSI of one column: decile bins of `reference` if `numeric`, else its categories."""
-    if numeric:
-        bins = DecileBins.of(reference)
-        return psi_of_bins(bins.assign(reference), bins.assign(current), floor)
-    return psi_of_bins(category_bins(reference), category_bins(current), floor)
+    """Credit PSI of one column."""
+    return psi_of_bins(*bin_pair(reference, current, numeric), floor)
 
 
 def reading(psi: float, watch: float, act: float) -> str:

@@ -21,7 +21,7 @@ from evidently.legacy.core import ColumnType
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
-from monitoring.psi import DecileBins, category_bins, psi_of_bins
+from monitoring.psi import bin_pair, psi_of_bins
 from monitoring.window import SCORE_COLUMN
 from scoring.schema import FeatureSchema
 
@@ -95,13 +95,8 @@ def with_psi_bins(reference: pd.DataFrame, current: pd.DataFrame, schema: Featur
     """Both frames plus one PSI-bin column per feature and for the score, binned on the reference."""
     reference, current = reference.copy(), current.copy()
     for column in [*schema.features, SCORE_COLUMN]:
-        if column in schema.categorical:
-            reference[psi_column(column)] = category_bins(reference[column])
-            current[psi_column(column)] = category_bins(current[column])
-        else:
-            bins = DecileBins.of(reference[column])
-            reference[psi_column(column)] = bins.assign(reference[column])
-            current[psi_column(column)] = bins.assign(current[column])
+        reference_bins, current_bins = bin_pair(reference[column], current[column], column not in schema.categorical)
+        reference[psi_column(column)], current[psi_column(column)] = reference_bins, current_bins
     return reference, current
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -21,17 +19,10 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from registry.errors import RegistryError
+from registry.lineage import read_split
 from registry.resolve import ResolvedModel
 from registry.settings import RegistrySettings
-from scoring.contract import (
-    DECISION_AGREEMENT_TAG,
-    LATENCY_P99_TAG,
-    PARITY_TAG,
-    PREPARE_RUN_ID,
-    frame_sha256,
-    split_artifact,
-    split_sha256_tag,
-)
+from scoring.contract import DECISION_AGREEMENT_TAG, LATENCY_P99_TAG, PARITY_TAG, PREPARE_RUN_ID, split_artifact
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 
 logger = logging.getLogger(__name__)
@@ -128,18 +119,9 @@ def newest_evaluation_data(
         raise RegistryError("no registered version records a prepare_run_id: no held-out data to evaluate on")
     runs = sorted((client.get_run(run_id) for run_id in prepare_run_ids), key=lambda r: r.info.start_time)
     for run in reversed(runs):
-        with tempfile.TemporaryDirectory(prefix="credit-gate-") as folder:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id,
-                artifact_path=split_artifact(EVALUATION_SPLIT),
-                dst_path=folder,
-                tracking_uri=client.tracking_uri,
-            )
-            frame = pd.read_parquet(local)
-        if required_columns <= set(frame.columns):
-            # The same hash as prepare's tag (of the frame, not of the Parquet file's bytes), for older runs too.
-            digest = run.data.tags.get(split_sha256_tag(EVALUATION_SPLIT)) or frame_sha256(frame)
-            return EvaluationData(frame=frame, prepare_run_id=run.info.run_id, sha256=digest)
+        split = read_split(client, run.info.run_id, EVALUATION_SPLIT)
+        if required_columns <= set(split.frame.columns):
+            return EvaluationData(frame=split.frame, prepare_run_id=run.info.run_id, sha256=split.sha256)
     raise RegistryError(
         f"no held-out split known to the registry has all of the columns {', '.join(sorted(required_columns))}"
     )

@@ -26,6 +26,36 @@ def _float_label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+class FeatureValuesError(ValueError):
+    """A frame cannot be a model's input: a feature column is absent, or a numeric one holds text (named)."""
+
+
+def normalize_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """The schema's features in model order and the dtypes the model takes: float64 (NaN = missing) for numeric
+    columns, text (`MISSING_CATEGORY` = missing, `category_labels` for codes) for categorical ones.
+
+    Text in a numeric column is refused, naming the column and a value, rather than silently made missing.
+    """
+    missing = [c for c in schema.features if c not in frame.columns]
+    if missing:
+        raise FeatureValuesError(f"missing feature column(s): {', '.join(missing)}")
+    columns: dict[str, pd.Series] = {}
+    for name in schema.features:
+        values = frame[name]
+        if name in schema.numeric:
+            numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+            refused = numbers.isna() & values.notna()
+            if refused.any():
+                raise FeatureValuesError(
+                    f"column {name!r} must be numeric, found {int(refused.sum())} value(s) such as "
+                    f"{values[refused].iloc[0]!r}"
+                )
+            columns[name] = numbers
+        else:
+            columns[name] = category_labels(values).where(values.notna(), MISSING_CATEGORY).astype(object)
+    return pd.DataFrame(columns, index=frame.index)
+
+
 @dataclass(frozen=True)
 class FeatureSchema:
     """Feature names in model order, their kinds, and how the target was encoded."""

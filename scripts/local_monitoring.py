@@ -3,6 +3,7 @@ with monitoring/prometheus/, scraping the gateway and tracking server of scripts
 
     python scripts/local_monitoring.py start --state .monitoring [--gateway 127.0.0.1:8000] [--mlflow 127.0.0.1:5000]
     python scripts/local_monitoring.py stop --state .monitoring
+    python scripts/local_monitoring.py pushgateway-url     # the local Pushgateway's URL if one answers, else nothing
 The tests use `write_config` and `start_process` with free ports.
 """
 
@@ -122,9 +123,15 @@ def stop(state: Path) -> int:
     return 0
 
 
+def pushgateway_url(port: int) -> str:
+    """The local Pushgateway's URL if one answers there, else "" (the drift job then pushes nothing)."""
+    url = f"http://{HOST}:{port}"
+    return url if answers(f"{url}/-/ready") else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("action", choices=["start", "stop", "pushgateway-url"])
     parser.add_argument("--state", type=Path, default=Path(".monitoring"))
     parser.add_argument("--gateway", default=f"{HOST}:{os.environ.get('SERVING_PORT', '8000')}")
     parser.add_argument("--mlflow", default=f"{HOST}:{os.environ.get('MLFLOW_PORT', '5000')}")
@@ -134,6 +141,9 @@ def main() -> int:
     state = arguments.state.resolve()
     if arguments.action == "start":
         return start(state, arguments.gateway, arguments.mlflow, arguments.prometheus_port, arguments.pushgateway_port)
+    if arguments.action == "pushgateway-url":
+        print(pushgateway_url(arguments.pushgateway_port))
+        return 0
     return stop(state)
 
 

@@ -41,7 +41,9 @@ python scripts/sample_requests.py --url "$gateway" --wait 90
 # Monitoring: real applicants through the gateway, then one drift report of the prediction stream against the
 # training split of the version that scored them (an MLflow run in the experiment "monitoring").
 python scripts/send_applicants.py --url "$gateway" --rows "${DRIFT_DEMO_ROWS:-3000}" --redis-url "$redis_url"
-REDIS_URL=$redis_url python -m monitoring.drift
+# Pushed to a Pushgateway when one answers (`make monitoring` starts one on 9091), so the alerts and dashboard see it.
+REDIS_URL=$redis_url MONITORING_PUSHGATEWAY_URL=${MONITORING_PUSHGATEWAY_URL:-$(python scripts/local_monitoring.py pushgateway-url)} \
+    python -m monitoring.drift
 
 cat <<MSG
 

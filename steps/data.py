@@ -17,7 +17,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from registry.errors import first_line
-from scoring.schema import MISSING_CATEGORY, FeatureSchema, category_labels
+from scoring.schema import MISSING_CATEGORY, FeatureSchema, FeatureValuesError, category_labels
+from scoring.schema import normalize_features as schema_normalize_features
 from steps.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -133,18 +134,11 @@ def infer_schema(
 
 
 def normalize_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
-    """Cast features to the types the model expects: float64 (NaN = missing) and str ("" = missing)."""
-    missing = [c for c in schema.features if c not in frame.columns]
-    if missing:
-        raise UserInputError(f"missing feature column(s): {', '.join(missing)}")
-    out = pd.DataFrame(index=frame.index)
-    for column in schema.features:
-        if column in schema.numeric:
-            out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        else:
-            values = frame[column]
-            out[column] = category_labels(values).where(values.notna(), MISSING_CATEGORY).astype(object)
-    return out
+    """`scoring.schema.normalize_features`, its refusals as the user's mistake."""
+    try:
+        return schema_normalize_features(frame, schema)
+    except FeatureValuesError as error:
+        raise UserInputError(str(error)) from error
 
 
 def validate_table(
