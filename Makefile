@@ -23,7 +23,7 @@ test: ## README command 2: lint + the whole test suite
 test-fast: venv ## Unit tests only (no `mlflow run` subprocesses)
 	python -m pytest -m "not integration"
 
-lint: venv ## ruff check + format check + mypy (strict for scoring, registry, serving)
+lint: venv ## ruff check + format check + mypy (strict for scoring, registry, serving, monitoring)
 	ruff check . && ruff format --check . && mypy
 
 format: venv ## ruff format + autofix
