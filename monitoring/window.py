@@ -140,11 +140,17 @@ class _PageColumns:
         self.signatures.add(tuple(features))
         length = len(self.stamps)
         for name, values in features.items():
-            self.columns.setdefault(name, [None] * length).extend(values[first:])
-        for name in self.columns.keys() - features.keys():  # a group without a column (reported as a mismatch)
-            self.columns[name].extend([None] * rows)
+            column = self.columns.get(name)
+            if column is None:  # not setdefault: its default list would be built for every group (quadratic)
+                column = self.columns[name] = [None] * length
+            column.extend(values[first:])
+        # Every feature of the group is a column now, so equal counts mean equal sets: the set difference (a group
+        # without some column, reported later as a mismatch) is only needed when the counts differ.
+        if len(self.columns) != len(features):
+            for name in self.columns.keys() - features.keys():
+                self.columns[name].extend([None] * rows)
         self.stamps.extend([float(group["ts"])] * rows)
-        self.scores.extend(float(p) for p in group["probabilities"][first:])
+        self.scores.extend(map(float, group["probabilities"][first:]))
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.columns)

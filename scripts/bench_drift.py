@@ -80,6 +80,17 @@ def fill_stream(
     log.flush()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set since it started. Not `ru_maxrss`: Linux keeps that across execve, so a child
+    spawned by the parent (which just filled a large stream) would report the parent's peak."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(arguments: argparse.Namespace) -> int:
     from monitoring.job import run_drift
     from monitoring.settings import MonitoringSettings
@@ -96,7 +107,7 @@ def child(arguments: argparse.Namespace) -> int:
     started = time.perf_counter()
     (outcome,) = run_drift(settings, WindowSpec())
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(
         json.dumps(
             {

@@ -134,3 +134,22 @@ def test_a_data_interval_reads_exactly_its_rows_even_from_entries_written_after_
 def test_a_window_must_end_after_it_starts() -> None:
     with pytest.raises(MonitoringInputError, match="must be before its end"):
         WindowSpec(start=10.0, end=10.0)
+
+
+def test_groups_with_different_columns_line_up_with_missing_values(redis_server: RedisProcess) -> None:
+    # One-row groups packed a few per entry (thin traffic), one of them without `Home` and one with an extra column:
+    # every column keeps one value per row, None where a group did not carry it.
+    now = time.time()
+    groups = [group(index, 1, "1", now) for index in range(6)]
+    groups[2] = LoggedGroup(now, "r2", "credit", "1", "A", {"Income": [2.0]}, [0.2], [None])
+    groups[4] = LoggedGroup(
+        now, "r4", "credit", "1", "A", {"Income": [4.0], "Home": ["own"], "Extra": [1]}, [0.4], [None]
+    )
+    client = fill(redis_server.url, groups, entry_max_rows=3)
+    (window,) = read_stream_window(client, "stream", "credit", WindowSpec(), sample_size=100, seed=0)
+    assert window.rows == 6 and window.feature_names == {"Income", "Home", "Extra"}
+    frame = window.frame.sort_values("Income").reset_index(drop=True)
+    assert frame["Income"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert frame["Home"].isna().tolist() == [True, True, True, True, False, True]  # group() logs its last row as None
+    assert frame["Extra"].notna().tolist() == [False, False, False, False, True, False]
+    assert frame[SCORE_COLUMN].tolist()[2] == 0.2
