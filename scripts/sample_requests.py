@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -42,16 +44,27 @@ def show(title: str, response: requests.Response) -> None:
     print(json.dumps(response.json(), indent=2)[:1200])
 
 
-def wait_until_ready(url: str, seconds: float) -> None:
+class NotReadyError(RuntimeError):
+    """The gateway did not answer /ready in time, or its process exited first (with the tail of its log)."""
+
+
+def wait_until_ready(
+    url: str, seconds: float, process: subprocess.Popen[Any] | None = None, log_path: Path | None = None
+) -> None:
+    """Poll `url`/ready until it answers 200. With `process`, fail as soon as it exits; with `log_path`, the error
+    carries the log's tail."""
+    tail = (lambda: f": {log_path.read_text()[-3000:]}") if log_path else (lambda: "")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{url}/ready", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"error: the gateway at {url} is not ready after {seconds:.0f} s")
+            pass  # not listening yet, or the workers are still loading the models
+        if process is not None and process.poll() is not None:
+            raise NotReadyError(f"the gateway at {url} exited with {process.returncode}{tail()}")
+        time.sleep(0.25)
+    raise NotReadyError(f"the gateway at {url} is not ready after {seconds:.0f} s{tail()}")
 
 
 def main() -> int:
@@ -60,7 +73,10 @@ def main() -> int:
     parser.add_argument("--wait", type=float, default=0, help="first wait up to this many seconds for /ready")
     arguments = parser.parse_args()
     if arguments.wait:
-        wait_until_ready(arguments.url, arguments.wait)
+        try:
+            wait_until_ready(arguments.url, arguments.wait)
+        except NotReadyError as error:
+            raise SystemExit(f"error: {error}") from None
     batch = {"batch": applicants(3)}
     session = requests.Session()
     show("POST /predict (3 applicants)", session.post(f"{arguments.url}/predict", json=batch, timeout=10))

@@ -3,11 +3,14 @@ per test, and one registered model with production and staging (the serving and 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,8 @@ import redis
 
 from scripts import tracking_server
 from scripts.local_redis import redis_server_binary
-from scripts.tracking_server import free_port
+from scripts.sample_requests import wait_until_ready
+from scripts.tracking_server import free_port, stop_group
 from steps.benchmark import BenchmarkResult, benchmark
 from steps.convert import ConvertResult, convert
 from steps.main import main
@@ -197,3 +201,53 @@ def served(mlflow_server: str, small_csv: Path) -> Served:
     )
     rows = pd.read_csv(small_csv).drop(columns=["Status"]).head(50)
     return Served(mlflow_server, name, rows)
+
+
+@dataclass(frozen=True)
+class GatewayProcess:
+    """A gateway started as users run it (`python -m serving`: gunicorn, its own process group)."""
+
+    url: str
+    redis_url: str
+    model_name: str
+    tracking_uri: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def log_lines(self) -> list[dict[str, object]]:
+        """The JSON lines of its log (gunicorn's own plain lines left out)."""
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+
+@contextmanager
+def running_gateway(served: Served, folder: Path, redis_url: str, **settings: str) -> Iterator[GatewayProcess]:
+    """A 2-worker gateway of `served` on a free port with state in `folder`; `settings` add or override variables
+    (SERVING_RELOAD_INTERVAL_S=...). Stopped with its whole process group: a SIGKILL to the master alone would
+    orphan its workers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": served.url,
+        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
+        "REDIS_URL": redis_url,
+        "SERVING_BIND": f"127.0.0.1:{port}",
+        "SERVING_WORKERS": "2",
+        "SERVING_RELOAD_INTERVAL_S": "0",
+        "SERVING_MODEL_CACHE_DIR": str(folder / "models"),
+        "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
+        **settings,
+    }
+    log_path = folder / "gateway.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, 90, process, log_path)
+        yield GatewayProcess(url, redis_url, served.model_name, served.url, log_path, process)
+    finally:
+        stop_group(process.pid, timeout=30, process=process)

@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import redis
 import requests
 
-from scripts.tracking_server import free_port, stop_group
-from tests.conftest import RedisProcess, Served
+from tests.conftest import GatewayProcess, RedisProcess, Served, running_gateway
 
 STREAM = "credit-scoring:predictions"
 
@@ -35,63 +30,16 @@ def require_binary(name: str) -> str:
     pytest.skip(reason)
 
 
-@dataclass(frozen=True)
-class GatewayProcess:
-    url: str
-    redis_url: str
-    model_name: str
-    tracking_uri: str
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
-
-
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass  # not listening yet, or the workers are still loading the models
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
-        time.sleep(0.25)
-    raise RuntimeError(f"gateway not ready: {log_path.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="session")
 def gateway_process(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gunicorn gateway (2 workers) with its own Redis for the monitoring tests; the log flushes every 0.1 s."""
     folder = tmp_path_factory.mktemp("monitored-gateway")
     redis_server = RedisProcess(folder)
     redis_server.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": served.url,
-        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
-        "REDIS_URL": redis_server.url,
-        "SERVING_BIND": f"127.0.0.1:{port}",
-        "SERVING_WORKERS": "2",
-        "SERVING_RELOAD_INTERVAL_S": "0",
-        "SERVING_MODEL_CACHE_DIR": str(folder / "models"),
-        "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
-        "SERVING_PREDICTION_LOG_FLUSH_S": "0.1",
-    }
-    log_path = folder / "gateway.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process, log_path)
-        yield GatewayProcess(url, redis_server.url, served.model_name, served.url, log_path, process)
+        with running_gateway(served, folder, redis_server.url, SERVING_PREDICTION_LOG_FLUSH_S="0.1") as gateway:
+            yield gateway
     finally:
-        stop_group(process.pid, timeout=30, process=process)
         redis_server.stop()
 
 

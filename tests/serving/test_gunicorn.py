@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,77 +18,34 @@ import requests
 from registry.promotion import promote
 from registry.settings import RegistrySettings
 from registry.versions import STAGING_ALIAS
-from scripts.tracking_server import free_port, stop_group
 from serving.prediction_log import rows_of
-from tests.conftest import RedisProcess, Served
+from tests.conftest import GatewayProcess, RedisProcess, Served, running_gateway
 
 pytestmark = pytest.mark.integration
 
 ROW = {"values": [9, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.0, 0.0, 800, 846]}
 
 
-class Gateway:
-    def __init__(self, process: subprocess.Popen[str], url: str, log_path: Path, redis_url: str):
-        self.process, self.url, self.log_path, self.redis_url = process, url, log_path, redis_url
-
-    def log_lines(self) -> list[dict[str, object]]:
-        lines = []
-        for line in self.log_path.read_text().splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
-
-
 @pytest.fixture
-def gateway(served: Served, tmp_path: Path) -> Iterator[Gateway]:
+def gateway(served: Served, tmp_path: Path) -> Iterator[GatewayProcess]:
     redis_server = RedisProcess(tmp_path)
     redis_server.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": served.url,
-        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
-        "REDIS_URL": redis_server.url,
-        "SERVING_BIND": f"127.0.0.1:{port}",
-        "SERVING_WORKERS": "2",
-        "SERVING_RELOAD_INTERVAL_S": "0.5",
-        "SERVING_MODEL_CACHE_DIR": str(tmp_path / "models"),
-        "SERVING_MAX_BODY_BYTES": "65536",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        # Only a worker's exit flushes the prediction log within a test's time: the SIGTERM test relies on it.
-        "SERVING_PREDICTION_LOG_FLUSH_S": "600",
-    }
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass  # not listening yet, or workers still loading the models
-        assert process.poll() is None, log_path.read_text()[-3000:]
-        time.sleep(0.25)
-    else:
-        process.kill()
-        pytest.fail(f"gateway not ready: {log_path.read_text()[-3000:]}")
-    yield Gateway(process, url, log_path, redis_server.url)
-    # The whole group: SIGKILL to the master alone would orphan its workers.
-    stop_group(process.pid, timeout=30, process=process)
-    process.wait(10)
-    redis_server.stop()
+    try:
+        with running_gateway(
+            served,
+            tmp_path,
+            redis_server.url,
+            SERVING_RELOAD_INTERVAL_S="0.5",
+            SERVING_MAX_BODY_BYTES="65536",
+            # Only a worker's exit flushes the prediction log within a test's time: the SIGTERM test relies on it.
+            SERVING_PREDICTION_LOG_FLUSH_S="600",
+        ) as running:
+            yield running
+    finally:
+        redis_server.stop()
 
 
-def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: Gateway, served: Served) -> None:
+def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: GatewayProcess, served: Served) -> None:
     outcomes: Counter[str] = Counter()
     versions: Counter[str] = Counter()
     stop = threading.Event()
@@ -150,7 +104,7 @@ def metric_total(metrics: str, name: str, *labels: str) -> float:
     )
 
 
-def test_metrics_add_up_across_workers_and_logs_are_json(gateway: Gateway) -> None:
+def test_metrics_add_up_across_workers_and_logs_are_json(gateway: GatewayProcess) -> None:
     session = requests.Session()
     for _ in range(40):
         assert session.post(f"{gateway.url}/predict", json={"batch": [ROW, ROW]}, timeout=10).status_code == 200
@@ -169,7 +123,7 @@ def test_metrics_add_up_across_workers_and_logs_are_json(gateway: Gateway) -> No
     assert {"request_id", "status", "latency_ms", "rows", "version", "variant"} <= set(predict_lines[-1])
 
 
-def test_a_chunked_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> None:
+def test_a_chunked_body_over_the_limit_is_refused_with_413(gateway: GatewayProcess) -> None:
     host, port = gateway.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     connection.putrequest("POST", "/predict")
@@ -190,7 +144,7 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> 
     assert json.loads(response.read())["error"]["status"] == 413
 
 
-def test_sigterm_shuts_down_gracefully_and_flushes_the_prediction_log(gateway: Gateway) -> None:
+def test_sigterm_shuts_down_gracefully_and_flushes_the_prediction_log(gateway: GatewayProcess) -> None:
     with requests.Session() as session:
         answers = [session.post(f"{gateway.url}/predict", json={"batch": [ROW]}, timeout=10) for _ in range(20)]
     assert [answer.status_code for answer in answers] == [200] * 20
