@@ -64,6 +64,9 @@ def start(root: Path, port: int, backend_uri: str | None = None) -> subprocess.P
     env = dict(os.environ)
     # `mlflow server` starts uvicorn by name: the interpreter's bin folder must be on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # MLflow 3's server job runner (GenAI evaluation jobs, trace roll-ups: nothing this project uses) would start six
+    # huey consumer processes, each importing the whole of mlflow (~260 MB resident and seconds of CPU apiece).
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     log = (root / "server.log").open("ab")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=root)
 
