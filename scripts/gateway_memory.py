@@ -1,8 +1,8 @@
 """Resident memory of real gateway workers, one Python environment after another, and each environment's size.
 
 For every `--python` given (default: .venv, the full environment, and .venv-serving, the gateway's own), starts the
-gateway under gunicorn with that interpreter (`python -m serving`, 2 workers, the project on PYTHONPATH) against a
-tracking server holding a model with a production version, sends it requests, then reads each worker's RSS and PSS
+gateway under gunicorn with that interpreter (`python -m serving`, 2 workers, the project on PYTHONPATH; `--source`
+runs another checkout's code) against a tracking server holding a model with a production version, sends it requests, then reads each worker's RSS and PSS
 from /proc, which of the training stack's native libraries are mapped into it, and the environment's installed size:
     .venv/bin/python scripts/gateway_memory.py --tracking-uri http://127.0.0.1:5000 --model credit-scoring \
         --redis-url redis://127.0.0.1:6379/0
@@ -22,9 +22,11 @@ from pathlib import Path
 
 import requests
 
-from scripts.tracking_server import free_port, stop_group
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scripts.tracking_server import free_port, stop_group  # noqa: E402
+
 # Packages whose native code in a worker means the training stack came along (their .so files are mapped).
 HEAVY = ("pandas", "sklearn", "scipy", "matplotlib", "pyarrow")
 ROW = {"values": [9, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.0, 0.0, 800, 846]}
@@ -94,7 +96,7 @@ def measure(python: str, args: argparse.Namespace) -> Measured:
     folder = Path(tempfile.mkdtemp(prefix="gateway-memory-"))
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(args.source),
         "MLFLOW_TRACKING_URI": args.tracking_uri,
         "CREDIT_REGISTERED_MODEL_NAME": args.model,
         "REDIS_URL": args.redis_url,
@@ -106,7 +108,12 @@ def measure(python: str, args: argparse.Namespace) -> Measured:
     log = folder / "gateway.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [python, "-m", "serving"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [python, "-m", "serving"],
+            env=env,
+            cwd=args.source,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -128,7 +135,8 @@ def measure(python: str, args: argparse.Namespace) -> Measured:
 
 def table(results: list[Measured]) -> str:
     lines = [
-        "| environment | installed (site-packages) | distributions | worker RSS | worker PSS | training-stack libraries mapped |",
+        "| environment | installed (site-packages) | distributions | worker RSS | worker PSS "
+        "| training-stack libraries mapped |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for m in results:
@@ -147,6 +155,12 @@ def main() -> int:
     parser.add_argument("--model", default=os.environ.get("CREDIT_REGISTERED_MODEL_NAME", "credit-scoring"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--python", action="append", help="interpreter of an environment (repeatable)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=REPO,
+        help="the project's code to run (default: this checkout; e.g. `git archive` of an older commit, to compare)",
+    )
     parser.add_argument("--requests", type=int, default=200, help="10-row /predict requests before measuring")
     args = parser.parse_args()
     # Absolute but not resolved: a venv's python is a symlink, and only its own path makes it that venv's.

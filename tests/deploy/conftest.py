@@ -4,9 +4,9 @@ elsewhere), the overlays rendered by `kubectl kustomize`, and YAML loading."""
 from __future__ import annotations
 
 import os
-import sys
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 

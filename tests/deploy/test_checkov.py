@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,9 +43,23 @@ def reports(rendered: dict[str, list[dict[str, Any]]], tmp_path_factory: pytest.
     }
     processes = {
         framework: subprocess.Popen(
-            [checkov, "--config-file", str(CONFIG), "--framework", framework, *target, "--skip-download", "--quiet",
-             "--compact", "--output", "json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            [
+                checkov,
+                "--config-file",
+                str(CONFIG),
+                "--framework",
+                framework,
+                *target,
+                "--skip-download",
+                "--quiet",
+                "--compact",
+                "--output",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )  # fmt: skip
         for framework, target in targets.items()
     }
@@ -67,7 +80,10 @@ def results(report: dict[str, Any], key: str) -> list[dict[str, Any]]:
 def test_no_check_fails(reports: dict[str, Any], framework: str) -> None:
     report = reports[framework]
     assert report.get("check_type") == framework or report.get("summary", {}).get("passed", 0) >= 0
-    failed = [f"{c['check_id']} {c['check_name']} at {c['file_path']}:{c['resource']}" for c in results(report, "failed_checks")]
+    failed = [
+        f"{c['check_id']} {c['check_name']} at {c['file_path']}:{c['resource']}"
+        for c in results(report, "failed_checks")
+    ]
     assert not failed, "\n".join(failed)
     assert results(report, "passed_checks"), f"checkov {framework} checked nothing"
 

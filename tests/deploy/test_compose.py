@@ -134,7 +134,10 @@ def test_the_container_monitoring_configs_differ_from_monitorings_only_by_addres
     theirs = load_yaml(REPO / "monitoring" / "prometheus" / "prometheus.yml")
 
     def without_targets(config: dict[str, Any]) -> dict[str, Any]:
-        jobs = [{**job, "static_configs": [{**s, "targets": None} for s in job["static_configs"]]} for job in config["scrape_configs"]]
+        jobs = [
+            {**job, "static_configs": [{**s, "targets": None} for s in job["static_configs"]]}
+            for job in config["scrape_configs"]
+        ]
         return {**config, "scrape_configs": jobs}
 
     assert without_targets(ours) == without_targets(theirs)

@@ -55,7 +55,9 @@ def test_multi_stage_non_root_pinned_locked_and_health_checked(dockerfile) -> No
     assert lock and "uv pip install" in build_text and "--only-binary :all:" in build_text
     assert (REPO / lock.group(1)).is_file()
     final_text = " ".join(f"{keyword} {rest}" for keyword, rest in final)
-    assert not re.search(r"\buv\b|pip install|apt-get install|gcc|build-essential", final_text), "build tools in the final stage"
+    assert not re.search(r"\buv\b|pip install|apt-get install|gcc|build-essential", final_text), (
+        "build tools in the final stage"
+    )
     users = [rest for keyword, rest in final if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     assert any(keyword == "HEALTHCHECK" for keyword, _ in final)

@@ -10,7 +10,12 @@ from tests.deploy.conftest import REPO, run, tool
 
 
 def shell_scripts() -> list[Path]:
-    candidates = [*REPO.glob("scripts/*.sh"), REPO / ".ci" / "run", *REPO.glob("docker/*.sh"), *REPO.glob("compose/**/*.sh")]
+    candidates = [
+        *REPO.glob("scripts/*.sh"),
+        REPO / ".ci" / "run",
+        *REPO.glob("docker/*.sh"),
+        *REPO.glob("compose/**/*.sh"),
+    ]
     return sorted(path for path in candidates if path.read_text().startswith("#!/usr/bin/env bash"))
 
 

@@ -35,7 +35,9 @@ def test_tests_run_with_postgres_and_redis_service_containers(workflow: dict[str
 def test_every_dockerfile_is_built_and_pushed_to_ghcr(workflow: dict[str, Any]) -> None:
     images = workflow["jobs"]["images"]
     assert images["needs"] == ["lint", "test"]
-    assert sorted(images["strategy"]["matrix"]["image"]) == sorted(p.name.removesuffix(".Dockerfile") for p in DOCKERFILES)
+    assert sorted(images["strategy"]["matrix"]["image"]) == sorted(
+        p.name.removesuffix(".Dockerfile") for p in DOCKERFILES
+    )
     build = next(step for step in images["steps"] if step.get("uses", "").startswith("docker/build-push-action"))
     assert build["with"]["file"] == "docker/${{ matrix.image }}.Dockerfile"
     assert workflow["env"]["IMAGE_PREFIX"].startswith("ghcr.io/")
