@@ -2,8 +2,9 @@
 
 For every `--python` given (default: .venv, the full environment, and .venv-serving, the gateway's own), starts the
 gateway under gunicorn with that interpreter (`python -m serving`, 2 workers, the project on PYTHONPATH; `--source`
-runs another checkout's code) against a tracking server holding a model with a production version, sends it requests, then reads each worker's RSS and PSS
-from /proc, which of the training stack's native libraries are mapped into it, and the environment's installed size:
+runs another checkout's code) against a tracking server holding a model with a production version, sends it
+requests, then reads each worker's RSS and PSS from /proc, which of the training stack's native libraries are mapped
+into it, and the environment's installed size:
     .venv/bin/python scripts/gateway_memory.py --tracking-uri http://127.0.0.1:5000 --model credit-scoring \
         --redis-url redis://127.0.0.1:6379/0
 Prints a Markdown table (docs/deployment.md records one). Linux only (/proc).
