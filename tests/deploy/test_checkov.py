@@ -1,6 +1,7 @@
-"""checkov (offline: --skip-download) on the Dockerfiles, the rendered Kubernetes overlays, Terraform and the
-workflow: no failed check. What is accepted is skipped in .checkov.yaml, one line per check with its reason, and
-every skip there must still be needed (a check that no longer fails is removed from the list)."""
+"""checkov (offline: --skip-download) on the Dockerfiles, the rendered Kubernetes overlays and Terraform: no failed
+check but those accepted in .checkov.yaml, one line per check with its reason; and every accepted check must still
+fail somewhere (a skip that is no longer needed is removed). checkov runs without the skip list here, so that both
+directions can be checked from one run per framework."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import REPO, TERRAFORM, WORKFLOW, tool
+from tests.deploy.conftest import REPO, TERRAFORM, tool
 
 CONFIG = REPO / ".checkov.yaml"
-FRAMEWORKS = ("dockerfile", "kubernetes", "terraform", "github_actions")
+FRAMEWORKS = ("dockerfile", "kubernetes", "terraform")
 
 
 def skips() -> dict[str, str]:
@@ -39,28 +40,16 @@ def reports(rendered: dict[str, list[dict[str, Any]]], tmp_path_factory: pytest.
         "dockerfile": ["-d", str(REPO / "docker")],
         "kubernetes": ["-d", str(manifests)],
         "terraform": ["-d", str(TERRAFORM)],
-        "github_actions": ["-d", str(WORKFLOW.parent.parent.parent)],
     }
     processes = {
         framework: subprocess.Popen(
-            [
-                checkov,
-                "--config-file",
-                str(CONFIG),
-                "--framework",
-                framework,
-                *target,
-                "--skip-download",
-                "--quiet",
-                "--compact",
-                "--output",
-                "json",
-            ],
+            [checkov, "--framework", framework, *target, "--skip-download", "--compact", "--output", "json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=REPO,
-        )  # fmt: skip
+            # Not from the repository: checkov would read .checkov.yaml there and skip the accepted checks itself.
+            cwd=manifests,
+        )
         for framework, target in targets.items()
     }
     found = {}
@@ -73,25 +62,29 @@ def reports(rendered: dict[str, list[dict[str, Any]]], tmp_path_factory: pytest.
 
 
 def results(report: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    return report.get("results", {}).get(key, []) if "results" in report else []
+    found: list[dict[str, Any]] = report.get("results", {}).get(key, [])
+    return found
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_no_check_fails(reports: dict[str, Any], framework: str) -> None:
+def test_no_check_fails_but_the_accepted_ones(reports: dict[str, Any], framework: str) -> None:
     report = reports[framework]
-    assert report.get("check_type") == framework or report.get("summary", {}).get("passed", 0) >= 0
+    assert report["check_type"] == framework
+    accepted = skips()
     failed = [
-        f"{c['check_id']} {c['check_name']} at {c['file_path']}:{c['resource']}"
+        f"{c['check_id']} {c['check_name']} at {c['file_path']} {c['resource']}"
         for c in results(report, "failed_checks")
+        if c["check_id"] not in accepted
     ]
     assert not failed, "\n".join(failed)
-    assert results(report, "passed_checks"), f"checkov {framework} checked nothing"
+    assert report["summary"]["passed"] > 50, f"checkov {framework} checked (almost) nothing"
+    assert report["summary"]["parsing_errors"] == 0
 
 
-def test_every_skip_has_a_reason_and_is_still_needed(reports: dict[str, Any]) -> None:
-    configured = skips()
-    assert configured, "no skip list found in .checkov.yaml"
-    for check, reason in configured.items():
+def test_every_accepted_check_has_a_reason_and_is_still_needed(reports: dict[str, Any]) -> None:
+    accepted = skips()
+    assert accepted, "no skip list found in .checkov.yaml"
+    for check, reason in accepted.items():
         assert len(reason) > 20, f"{check}: say why it is accepted"
-    skipped = {c["check_id"] for report in reports.values() for c in results(report, "skipped_checks")}
-    assert set(configured) <= skipped, f"skips no longer needed: {sorted(set(configured) - skipped)}"
+    failing = {c["check_id"] for report in reports.values() for c in results(report, "failed_checks")}
+    assert set(accepted) <= failing, f"skips no longer needed: {sorted(set(accepted) - failing)}"

@@ -28,7 +28,7 @@ def test_every_rendered_manifest_is_valid(rendered: dict[str, list[dict[str, Any
         path.write_text(yaml.safe_dump_all(manifests))
         result = run(validator, "--strict", "--kubernetes-version", KUBERNETES_VERSION, str(path))
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
-        assert result.stdout.count("PASSED") == len(manifests), result.stdout
+        assert result.stdout.count(" passed for resource ") == len(manifests), result.stdout
 
 
 def test_overlays_deploy_the_gateway_and_mlflow_into_their_namespace(rendered) -> None:

@@ -28,7 +28,12 @@ def parse(folder: Path) -> dict[str, list[Any]]:
 
 
 def names(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {unquote(name): body for block in blocks for name, body in block.items()}
+    return {unquote(name): body for block in blocks for name, body in attributes(block).items()}
+
+
+def attributes(block: dict[str, Any]) -> dict[str, Any]:
+    # python-hcl2 8 marks blocks with an `__is_block__` key.
+    return {key: value for key, value in block.items() if not key.startswith("__")}
 
 
 def unquote(value: str) -> str:
@@ -57,7 +62,7 @@ def test_the_root_uses_the_four_modules_with_the_variables_they_declare(root) ->
         assert source == f"./modules/{name}"
         module = parse(TERRAFORM / source)
         declared = names(module["variable"])
-        given = set(body) - {"source", "depends_on", "providers", "count", "for_each"}
+        given = set(attributes(body)) - {"source", "depends_on", "providers", "count", "for_each"}
         assert given <= set(declared), f"module {name} is given undeclared {given - set(declared)}"
         required = {var for var, spec in declared.items() if "default" not in spec}
         assert required <= given, f"module {name} lacks required {required - given}"
@@ -84,6 +89,7 @@ def test_providers_and_terraform_are_pinned(root) -> None:
     (settings,) = root["terraform"]
     assert settings["required_version"]
     (providers,) = settings["required_providers"]
+    providers = attributes(providers)
     assert {"aws", "random", "tls"} <= set(providers)
     for name, spec in providers.items():
         assert re.match(r"~> \d+\.\d+", unquote(spec["version"])), name
