@@ -24,7 +24,7 @@ def test_steps_run_in_order_with_existing_options_and_chained_run_ids() -> None:
     lines = [line if not line.lower().startswith("rem") else "" for line in BAT.read_text().splitlines()]
     assert lines.index("chcp 65001 >nul") < lines.index("set PYTHONUTF8=1") < _first_step(lines)
     calls = [(i, re.search(r"-m (steps\.\w+)(.*)$", line)) for i, line in enumerate(lines)]
-    calls = [(i, match.group(1), match.group(2)) for i, match in calls if match and "python" in lines[i].lower()]
+    calls = [(i, match.group(1), match.group(2)) for i, match in calls if match and lines[i].startswith('"%PYTHON%"')]
     assert [module.removeprefix("steps.") for _, module, _ in calls] == ORDER
     defined = {"MLFLOW_TRACKING_URI", "PYTHON", "RUNS"}
     for index, module, arguments in calls:
@@ -50,4 +50,4 @@ def test_steps_run_in_order_with_existing_options_and_chained_run_ids() -> None:
 
 
 def _first_step(lines: list[str]) -> int:
-    return next(i for i, line in enumerate(lines) if "-m steps." in line)
+    return next(i for i, line in enumerate(lines) if line.startswith('"%PYTHON%" -m steps.'))
