@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
+.PHONY: gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,8 +62,12 @@ notebooks: venv ## Open notebooks/ in JupyterLab (127.0.0.1:8888) against the tr
 	PYTHONPATH=$(CURDIR) MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(PORT)} \
 		jupyter lab --ip 127.0.0.1 --port 8888 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-lock: venv ## Re-resolve requirements.lock from pyproject.toml
-	uv pip compile pyproject.toml --extra dev --extra notebooks --universal --python-version 3.11 -o requirements.lock
+lock: venv ## Re-resolve the lock files (full, serving-only, pipeline, validators) from pyproject.toml
+	scripts/lock.sh
+
+gateway-memory: venv ## Worker RSS and installed size: full .venv vs serving-only .venv-serving (needs `make run` first)
+	scripts/bootstrap.sh serving
+	python scripts/gateway_memory.py --tracking-uri http://127.0.0.1:$(PORT) --redis-url $$(python scripts/local_redis.py ensure --state .redis)
 
 time-main: venv ## Time `mlflow run . -e main` 3 times against a running server (issue target: median <= 90 s)
 	python scripts/time_main.py --tracking-uri http://127.0.0.1:$(PORT) --rounds 3

@@ -8,9 +8,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import onnx
+import yaml
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -102,6 +104,18 @@ def _cached_download(client: MlflowClient, name: str, version: str, cache_dir: P
     return target
 
 
+def read_mlmodel(folder: Path) -> dict[str, Any]:
+    """A downloaded model's MLmodel file as a mapping (`metadata`, `saved_input_example_info`, ...).
+
+    Read as YAML rather than with `mlflow.models.Model.load`, which imports pandas (for the signature): the gateway's
+    environment (mlflow-skinny, requirements-serving.lock) has no pandas.
+    """
+    loaded = yaml.safe_load((folder / "MLmodel").read_text())
+    if not isinstance(loaded, dict):
+        raise RegistryError(f"{folder / 'MLmodel'} is not an MLmodel file")
+    return loaded
+
+
 def onnx_input_signature(path: Path) -> tuple[tuple[str, str], ...]:
     graph = onnx.load_model(str(path), load_external_data=False).graph
     return tuple((item.name, onnx.TensorProto.DataType.Name(item.type.tensor_type.elem_type)) for item in graph.input)
@@ -110,7 +124,7 @@ def onnx_input_signature(path: Path) -> tuple[tuple[str, str], ...]:
 def load_version(client: MlflowClient, name: str, version: str, settings: RegistrySettings) -> ResolvedModel:
     details = get_version(client, name, version)
     folder = _cached_download(client, name, details.version, settings.cache_dir)
-    metadata = mlflow.models.Model.load(str(folder)).metadata or {}
+    metadata = read_mlmodel(folder).get("metadata") or {}
     if FEATURE_SCHEMA_METADATA not in metadata:
         raise RegistryError(f"{name} version {version} carries no feature_schema metadata (not from this pipeline?)")
     threshold = metadata.get(DECISION_THRESHOLD_METADATA)

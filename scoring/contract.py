@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is not in the gateway's environment (requirements-serving.lock): imported where used
+    import pandas as pd
 
 # --- Runs: every pipeline run is tagged with its step; steps find their upstream runs through these params.
 STEP_TAG = "step"
@@ -60,6 +62,8 @@ PRECISION_METADATA = "precision"
 
 def frame_sha256(frame: pd.DataFrame) -> str:
     """Content hash of a frame (values, column names and order), independent of the file format it came from."""
+    import pandas as pd
+
     digest = hashlib.sha256()
     digest.update(json.dumps([str(c) for c in frame.columns]).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())

@@ -7,13 +7,16 @@ The graph has one input per feature column (float [N,1] for numeric, string [N,1
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pandas as pd
 
 from scoring.schema import FeatureSchema
+
+if TYPE_CHECKING:  # pandas is not in the gateway's environment (requirements-serving.lock)
+    import pandas as pd
 
 PROBABILITIES_OUTPUT = "probabilities"
 

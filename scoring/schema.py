@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from scoring.contract import FEATURE_SCHEMA_METADATA
+
+if TYPE_CHECKING:  # pandas is not in the gateway's environment (requirements-serving.lock): imported where used
+    import pandas as pd
 
 # Categorical missing values travel as the empty string: skl2onnx cannot convert an imputer whose missing marker is
 # NaN on a string column, and "" round-trips through JSON, Parquet and ONNX string tensors unchanged.
@@ -17,6 +19,8 @@ MISSING_CATEGORY = ""
 def category_labels(values: pd.Series) -> pd.Series:
     """A categorical column's values as text labels (missing stays missing). Integer codes read as floats (pandas'
     type for a numeric column with gaps) keep their integer label: 2.0 is category "2", as in a column without gaps."""
+    import pandas as pd
+
     if pd.api.types.is_float_dtype(values):
         return values.map(_float_label, na_action="ignore")
     return values.astype(str).where(values.notna(), values)
@@ -36,6 +40,8 @@ def normalize_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFra
 
     Text in a numeric column is refused, naming the column and a value, rather than silently made missing.
     """
+    import pandas as pd
+
     missing = [c for c in schema.features if c not in frame.columns]
     if missing:
         raise FeatureValuesError(f"missing feature column(s): {', '.join(missing)}")

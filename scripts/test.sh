@@ -3,7 +3,8 @@
 # to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+# The gateway's own environment and checkov's (tests/deploy use both).
+scripts/bootstrap.sh serving validate
 export PATH="$PWD/.venv/bin:$PATH"
 # MLflow's usage telemetry: off (it phones home; offline it only costs time).
 export MLFLOW_DISABLE_TELEMETRY=true

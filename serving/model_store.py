@@ -8,6 +8,7 @@ serving. A staging version whose inputs differ from production's is loaded but n
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,12 +18,11 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import onnxruntime as ort
 from mlflow.tracking import MlflowClient
 
-from registry.resolve import ResolvedModel, load_version, require_model, version_for_alias
+from registry.resolve import ResolvedModel, load_version, read_mlmodel, require_model, version_for_alias
 from registry.settings import RegistrySettings
 from registry.versions import ALIASES, PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import inference_session, predict_default_probability
@@ -106,12 +106,31 @@ class RefreshReport:
     failed: dict[str, str] = field(default_factory=dict)  # alias -> reason
 
 
+def tensor_input_example(folder: Path, schema: FeatureSchema) -> dict[str, np.ndarray] | None:
+    """The tensor input example logged with the model (one [N,1] list per feature in `input_example.json`) as the
+    graph takes it: float32 for numeric features (null = NaN), text for categorical ones; None without one.
+
+    Read here rather than with `Model.load_input_example`: MLflow's example reader imports pandas, which the gateway's
+    environment (mlflow-skinny, requirements-serving.lock) does not have.
+    """
+    info = read_mlmodel(folder).get("saved_input_example_info") or {}
+    if info.get("type") != "ndarray":
+        return None
+    payload = json.loads((folder / info["artifact_path"]).read_text())
+    columns = payload.get("inputs", payload) if isinstance(payload, dict) else None
+    if not isinstance(columns, dict) or set(columns) != set(schema.features):
+        return None
+    return {
+        name: np.asarray(columns[name], dtype=np.float32 if name in schema.numeric else object).reshape(-1, 1)
+        for name in schema.features
+    }
+
+
 def warm_up(resolved: ResolvedModel, session: ort.InferenceSession) -> float:
     """Score the input example logged with the model; returns how long it took (ms)."""
     folder = Path(resolved.onnx_path).parent
-    # Typed as str by MLflow, but a tensor example loads as a dict of arrays (anything else cannot feed the graph).
-    example: object = mlflow.models.Model.load(str(folder)).load_input_example(str(folder))
-    if not isinstance(example, dict):
+    example = tensor_input_example(folder, resolved.feature_schema)
+    if example is None:
         raise ValueError(f"version {resolved.version} has no tensor input example to warm up with")
     started = time.perf_counter()
     probabilities = predict_default_probability(session, example)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import mlflow
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from scoring.contract import CONVERT_RUN_ID, MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps import plots
-from steps.cli import run_step_cli
+from steps.cli import run_id_file_option, run_step_cli, write_run_id
 from steps.errors import UserInputError
 from steps.onnx_model import load_onnx_model
 from steps.prepare import load_prepared
@@ -157,11 +158,13 @@ def format_table(table: pd.DataFrame) -> str:
 @click.option("--batch-sizes", default="1 32 1024", show_default=True, help="Space-separated batch sizes.")
 @click.option("--repeats", type=int, default=2000, show_default=True, help="Timed calls per cell (at most).")
 @click.option("--max-seconds", type=float, default=2.0, show_default=True, help="Time budget per cell.")
-def cli(quantize_run_id: str, batch_sizes: str, repeats: int, max_seconds: float) -> None:
+@run_id_file_option
+def cli(quantize_run_id: str, batch_sizes: str, repeats: int, max_seconds: float, run_id_file: Path | None) -> None:
     result = run_step_cli(
         "benchmark",
         lambda settings: benchmark(quantize_run_id, parse_batch_sizes(batch_sizes), repeats, max_seconds, settings),
     )
+    write_run_id(run_id_file, result.run_id)
     click.echo(f"benchmark run {result.run_id}:\n{format_table(result.table)}")
 
 

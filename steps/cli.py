@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+import click
 from mlflow.exceptions import MlflowException
 
 from registry.errors import RegistryError, first_line
@@ -17,6 +19,7 @@ from steps.tracking import configure_tracking
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_USER_ERROR = 2
 EXIT_STEP_FAILED = 1
@@ -49,3 +52,21 @@ def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
     except MlflowException as error:
         sys.stderr.write(f"error: {step}: MLflow: {first_line(error)}\n")
         raise SystemExit(EXIT_STEP_FAILED) from None
+
+
+def run_id_file_option(command: F) -> F:
+    """`--run-id-file PATH`: the step also writes its run id there, for scripts that chain steps (run_scripts.bat)."""
+    option = click.option(
+        "--run-id-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write this step's run id to this file (the id alone, no newline), for scripts chaining steps.",
+    )
+    return option(command)
+
+
+def write_run_id(path: Path | None, run_id: str) -> None:
+    """Write `run_id` to `path` (no newline: `set /p ID=<file` in a .bat file reads it whole), if a path is given."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id, encoding="ascii")

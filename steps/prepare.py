@@ -30,7 +30,7 @@ from scoring.contract import (
 )
 from scoring.schema import FeatureSchema
 from steps import data, plots
-from steps.cli import run_step_cli
+from steps.cli import run_id_file_option, run_step_cli, write_run_id
 from steps.data import Splits
 from steps.settings import PipelineSettings
 from steps.tracking import log_params, step_run
@@ -198,7 +198,8 @@ def parse_column_list(text: str) -> list[str]:
 @click.option("--min-rows", type=int, default=100, show_default=True)
 @click.option("--categorical-columns", default="", help="Comma-separated columns that are categories (integer codes).")
 @click.option("--drop-columns", default="", help="Comma-separated columns that are not features (an id, say).")
-def cli(categorical_columns: str, drop_columns: str, **options: Any) -> None:
+@run_id_file_option
+def cli(categorical_columns: str, drop_columns: str, run_id_file: Path | None, **options: Any) -> None:
     result = run_step_cli(
         "prepare",
         lambda settings: prepare(
@@ -208,6 +209,7 @@ def cli(categorical_columns: str, drop_columns: str, **options: Any) -> None:
             **options,
         ),
     )
+    write_run_id(run_id_file, result.run_id)
     click.echo(f"prepare run {result.run_id}: rows {result.rows}, data sha256 {result.data_sha256[:12]}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import mlflow
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from scoring.contract import MODEL_URI_TAG, STEP_TAG
 from steps import evaluation, plots
-from steps.cli import run_step_cli
+from steps.cli import run_id_file_option, run_step_cli, write_run_id
 from steps.data import features_and_target
 from steps.model import (
     MLPParams,
@@ -191,6 +192,7 @@ def _log_plots(
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--cv-folds", type=int, default=5, show_default=True, help="k-fold CV on train+validation; 0 = off.")
 @click.option("--baseline", type=click.BOOL, default=True, show_default=True, help="Also log a logistic baseline run.")
+@run_id_file_option
 def cli(
     prepare_run_id: str,
     hidden_layers: str,
@@ -202,6 +204,7 @@ def cli(
     seed: int,
     cv_folds: int,
     baseline: bool,
+    run_id_file: Path | None,
 ) -> None:
     def work(settings: PipelineSettings) -> TrainResult:
         params = MLPParams(
@@ -216,6 +219,7 @@ def cli(
         return train(prepare_run_id, params, cv_folds=cv_folds, baseline=baseline, settings=settings)
 
     result = run_step_cli("train", work)
+    write_run_id(run_id_file, result.run_id)
     click.echo(
         f"train run {result.run_id}: test ROC AUC {result.test_metrics['roc_auc']:.4f}, "
         f"threshold {result.threshold:.3f}, model {result.model_uri}"

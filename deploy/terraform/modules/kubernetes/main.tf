@@ -1,0 +1,219 @@
+# EKS: a private-subnet cluster with secrets encryption and control-plane logs, one managed node group, and the OIDC
+# provider for IAM roles for service accounts (the tracking server's S3 access).
+data "aws_caller_identity" "current" {}
+
+resource "aws_kms_key" "secrets" {
+  description         = "${var.name} EKS secrets encryption"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.secrets_key.json
+}
+
+data "aws_iam_policy_document" "secrets_key" {
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "cluster_assume" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    principals {
+      type        = "Service"
+      identifiers = ["eks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "cluster" {
+  name               = "${var.name}-eks-cluster"
+  assume_role_policy = data.aws_iam_policy_document.cluster_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "cluster" {
+  role       = aws_iam_role.cluster.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
+}
+
+resource "aws_cloudwatch_log_group" "cluster" {
+  # The name EKS writes control-plane logs to.
+  name              = "/aws/eks/${var.name}/cluster"
+  retention_in_days = 365
+  kms_key_id        = aws_kms_key.secrets.arn
+}
+
+resource "aws_eks_cluster" "this" {
+  name     = var.name
+  version  = var.kubernetes_version
+  role_arn = aws_iam_role.cluster.arn
+
+  enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+
+  access_config {
+    authentication_mode = "API"
+  }
+
+  vpc_config {
+    subnet_ids              = var.private_subnet_ids
+    endpoint_private_access = true
+    endpoint_public_access  = length(var.endpoint_public_cidrs) > 0
+    public_access_cidrs     = var.endpoint_public_cidrs
+  }
+
+  encryption_config {
+    resources = ["secrets"]
+    provider {
+      key_arn = aws_kms_key.secrets.arn
+    }
+  }
+
+  depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.cluster]
+}
+
+# --- Nodes
+data "aws_iam_policy_document" "node_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  name               = "${var.name}-eks-node"
+  assume_role_policy = data.aws_iam_policy_document.node_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "node" {
+  for_each = toset([
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+  ])
+
+  role       = aws_iam_role.node.name
+  policy_arn = each.value
+}
+
+resource "aws_launch_template" "node" {
+  name_prefix = "${var.name}-node-"
+
+  # IMDSv2 only, one hop: pods cannot borrow the node's role through the instance metadata service.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+    ebs {
+      volume_size = 50
+      volume_type = "gp3"
+      encrypted   = true
+    }
+  }
+}
+
+resource "aws_eks_node_group" "default" {
+  cluster_name    = aws_eks_cluster.this.name
+  node_group_name = "default"
+  node_role_arn   = aws_iam_role.node.arn
+  subnet_ids      = var.private_subnet_ids
+  instance_types  = var.node_instance_types
+  ami_type        = "AL2023_x86_64_STANDARD"
+
+  scaling_config {
+    desired_size = var.node_count.desired
+    min_size     = var.node_count.min
+    max_size     = var.node_count.max
+  }
+
+  update_config {
+    max_unavailable = 1
+  }
+
+  launch_template {
+    id      = aws_launch_template.node.id
+    version = aws_launch_template.node.latest_version
+  }
+
+  lifecycle {
+    ignore_changes = [scaling_config[0].desired_size] # the cluster autoscaler owns it
+  }
+
+  depends_on = [aws_iam_role_policy_attachment.node]
+}
+
+# --- IRSA: the tracking server's ServiceAccount may use the artifact bucket, and nothing else does.
+data "tls_certificate" "oidc" {
+  url = aws_eks_cluster.this.identity[0].oidc[0].issuer
+}
+
+resource "aws_iam_openid_connect_provider" "this" {
+  url             = aws_eks_cluster.this.identity[0].oidc[0].issuer
+  client_id_list  = ["sts.amazonaws.com"]
+  thumbprint_list = [data.tls_certificate.oidc.certificates[0].sha1_fingerprint]
+}
+
+locals {
+  oidc_issuer = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
+}
+
+data "aws_iam_policy_document" "mlflow_assume" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.this.arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = ["system:serviceaccount:${var.mlflow_namespace}:${var.mlflow_service_account}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "mlflow" {
+  name               = "${var.name}-mlflow"
+  assume_role_policy = data.aws_iam_policy_document.mlflow_assume.json
+}
+
+data "aws_iam_policy_document" "mlflow_artifacts" {
+  statement {
+    sid       = "ListBucket"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = [var.artifact_bucket_arn]
+  }
+
+  statement {
+    sid       = "ReadWriteArtifacts"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${var.artifact_bucket_arn}/*"]
+  }
+
+  statement {
+    sid       = "UseBucketKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.artifact_kms_key_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "mlflow_artifacts" {
+  name   = "mlflow-artifacts"
+  role   = aws_iam_role.mlflow.id
+  policy = data.aws_iam_policy_document.mlflow_artifacts.json
+}

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# The pipeline image: `mlflow run . -e main` (the trainer of compose/) and the MLflow tracking server itself
+# (`mlflow server`, PostgreSQL backend, artifacts on a volume or S3), installed from requirements-pipeline.lock.
+#   docker build -f docker/trainer.Dockerfile -t credit-scoring/trainer .
+# The base is pinned by tag and by the digest of its multi-architecture index (docs/deployment.md).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+
+FROM ${PYTHON_IMAGE} AS build
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN pip install --no-cache-dir "uv==0.13.9" \
+    && python -m venv /opt/venv
+COPY requirements-pipeline.lock /tmp/requirements-pipeline.lock
+RUN uv pip install --python /opt/venv/bin/python --no-cache --only-binary :all: \
+        -r /tmp/requirements-pipeline.lock
+WORKDIR /opt/credit-scoring
+COPY MLproject python_env.yaml conda.yaml requirements.lock ./
+COPY data/ data/
+COPY docker/trainer-entrypoint.sh docker/trainer-entrypoint.sh
+COPY scoring/ scoring/
+COPY registry/ registry/
+COPY steps/ steps/
+COPY monitoring/ monitoring/
+RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring
+
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /nonexistent --shell /usr/sbin/nologin app \
+    && install -d -o app -g app /var/lib/mlflow/artifacts
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/credit-scoring /opt/credit-scoring
+WORKDIR /opt/credit-scoring
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/credit-scoring \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    MLFLOW_DISABLE_TELEMETRY=true
+USER 10001:10001
+EXPOSE 5000
+# Meaningful for the tracking server (`mlflow server` on 5000); the one-shot trainer exits before it matters.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=3)"]
+CMD ["docker/trainer-entrypoint.sh"]

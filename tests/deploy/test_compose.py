@@ -1,0 +1,157 @@
+"""compose/docker-compose.yml: valid against the compose specification, and the stack the issue asks for: services,
+health checks and start order, loopback-only ports, named volumes, no secret in the file, and the monitoring
+configurations of monitoring/ reused (the container variants differ from them only by addresses)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import COMPOSE, PENDING_PATHS, REPO, load_yaml, run, tool
+
+SERVICES = {
+    "postgres", "mlflow", "redis", "trainer", "gateway", "airflow-init", "airflow-api-server", "airflow-scheduler",
+    "airflow-dag-processor", "airflow-triggerer", "prometheus", "pushgateway", "grafana", "loki-volume-init", "loki",
+    "alloy",
+}  # fmt: skip
+ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init"}
+# README's ports table: host port -> the service publishing it.
+PORTS = {
+    8000: "gateway", 5000: "mlflow", 8080: "airflow-api-server", 9090: "prometheus", 9091: "pushgateway",
+    3000: "grafana", 3100: "loki", 6379: "redis",
+}  # fmt: skip
+SECRETS = {
+    "POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_DB_PASSWORD", "REDIS_PASSWORD", "SERVING_ADMIN_TOKEN",
+    "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+}  # fmt: skip
+AIRFLOW = {"airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = load_yaml(COMPOSE)
+    return loaded
+
+
+def test_the_file_is_valid_against_the_compose_specification() -> None:
+    result = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_service_of_the_stack_is_there(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == SERVICES
+
+
+def test_long_running_services_have_health_checks_and_start_in_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", name
+        else:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            condition = condition["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{name} waits for {dependency}'s missing health check"
+            elif condition == "service_completed_successfully":
+                assert dependency in ONE_SHOT, f"{name} waits for {dependency} to exit, but it keeps running"
+    # The order the stack needs: database -> tracking server -> trainer -> gateway; Airflow after its init.
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["trainer"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["gateway"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    for name in AIRFLOW - {"airflow-init"}:
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_ports_are_the_readmes_and_published_on_loopback_by_default(compose: dict[str, Any]) -> None:
+    published = {}
+    for name, service in compose["services"].items():
+        for entry in service.get("ports", []):
+            address, host, container = entry.rsplit(":", 2)
+            assert address == "${BIND_ADDRESS:-127.0.0.1}", f"{name} publishes {entry} beyond loopback"
+            published[int(host)] = name
+            assert host == container, entry
+    assert published == PORTS
+    readme = (REPO / "README.md").read_text()
+    for port in PORTS:
+        assert f"| {port} |" in readme, f"README's ports table lacks {port}"
+
+
+def test_no_secret_is_in_the_file_and_each_is_required(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    for secret in SECRETS:
+        uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
+        assert uses, f"{secret} is not used"
+        assert all(use.startswith(":?") for use in uses), f"{secret} must be required (${{{secret}:?...}})"
+    example = dict(
+        line.split("=", 1) for line in (COMPOSE.parent / ".env.example").read_text().splitlines() if "=" in line
+    )
+    referenced = set(re.findall(r"\$\{([A-Z_]+)", text)) - {"HOSTNAME"}
+    assert referenced == set(example), "compose/.env.example must list exactly the variables compose reads"
+    assert all(example[secret] == "" for secret in SECRETS), "compose/.env.example must hold no secret value"
+
+
+def test_named_volumes_are_declared_and_mounted_files_exist(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    used = set()
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith((".", "/")):
+                if source.startswith("/var/run/docker.sock"):
+                    continue
+                path = (COMPOSE.parent / source).resolve()
+                assert path.exists() or path in PENDING_PATHS, f"{source} does not exist"
+            else:
+                used.add(source)
+    assert used == declared
+
+
+def test_airflow_shares_one_jwt_secret_and_runs_the_local_executor(compose: dict[str, Any]) -> None:
+    for name in AIRFLOW:
+        env = compose["services"][name]["environment"]
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "${AIRFLOW_JWT_SECRET:?set AIRFLOW_JWT_SECRET}", name
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://airflow:")
+        assert "../airflow/dags:/opt/airflow/dags:ro" in compose["services"][name]["volumes"]
+
+
+def test_mlflow_serves_its_artifacts_from_a_volume_with_a_postgresql_backend(compose: dict[str, Any]) -> None:
+    mlflow = compose["services"]["mlflow"]
+    assert mlflow["command"][:2] == ["mlflow", "server"]
+    assert "--artifacts-destination=/var/lib/mlflow/artifacts" in mlflow["command"]
+    assert "--serve-artifacts" in mlflow["command"]
+    assert "mlflow-artifacts:/var/lib/mlflow/artifacts" in mlflow["volumes"]
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://mlflow:")
+
+
+def test_the_container_monitoring_configs_differ_from_monitorings_only_by_address() -> None:
+    ours = load_yaml(REPO / "compose" / "prometheus" / "prometheus.yml")
+    theirs = load_yaml(REPO / "monitoring" / "prometheus" / "prometheus.yml")
+
+    def without_targets(config: dict[str, Any]) -> dict[str, Any]:
+        jobs = [
+            {**job, "static_configs": [{**s, "targets": None} for s in job["static_configs"]]}
+            for job in config["scrape_configs"]
+        ]
+        return {**config, "scrape_configs": jobs}
+
+    assert without_targets(ours) == without_targets(theirs)
+    targets = [t for job in ours["scrape_configs"] for s in job["static_configs"] for t in s["targets"]]
+    assert targets == ["gateway:8000", "pushgateway:9091", "mlflow:5000", "localhost:9090"]
+
+    ours = load_yaml(REPO / "compose" / "grafana" / "datasources.yml")
+    theirs = load_yaml(REPO / "monitoring" / "grafana" / "provisioning" / "datasources" / "datasources.yml")
+    strip = [{k: v for k, v in source.items() if k != "url"} for source in theirs["datasources"]]
+    assert [{k: v for k, v in source.items() if k != "url"} for source in ours["datasources"]] == strip
+    assert [source["url"] for source in ours["datasources"]] == ["http://prometheus:9090", "http://loki:3100"]
+
+
+def test_the_gateway_keeps_the_container_name_alloy_follows(compose: dict[str, Any]) -> None:
+    alloy = (REPO / "monitoring" / "alloy" / "config.alloy").read_text()
+    name = compose["services"]["gateway"]["container_name"]
+    assert f'regex         = "/{name}"' in alloy

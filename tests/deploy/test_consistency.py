@@ -1,0 +1,214 @@
+"""Every environment variable, port, command and path that compose, the Dockerfiles, Kubernetes and the workflow
+name is one the code reads, listens on, runs or ships: a renamed setting cannot leave a deployment file behind."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from typing import Any
+
+import click
+import mlflow.environment_variables
+import pytest
+from mlflow.cli import cli as mlflow_cli
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from monitoring.settings import MonitoringSettings
+from registry.settings import RegistrySettings
+from serving.settings import ServingSettings
+from steps.settings import PipelineSettings
+from tests.deploy.conftest import COMPOSE, DOCKERFILES, KUBERNETES, REPO, WORKFLOW, by_kind, load_yaml
+
+OUR_SERVICES = {"mlflow", "trainer", "gateway"}  # compose services running this repository's images (+ airflow-*)
+# Variables of the processes themselves rather than of our code, each read by what is named.
+STANDARD = {
+    "PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",  # Python
+    "MPLCONFIGDIR",  # matplotlib's config folder (the root filesystem is read-only)
+    "AIRFLOW_HOME",  # Airflow's home
+}  # fmt: skip
+# The other engineer's DAGs (issue 11) read these; after the merge they are read by airflow/dags.
+AIRFLOW_DAG_VARIABLES = {"MLFLOW_TRACKING_URI", "CREDIT_MLFLOW_CONN_ID"}
+THIRD_PARTY = {
+    "postgres": re.compile(r"POSTGRES_\w+"),  # the postgres image's entrypoint
+    "redis": re.compile(r"REDISCLI_AUTH"),  # redis-cli (the health check)
+    "grafana": re.compile(r"GF_\w+"),  # Grafana's configuration from the environment
+}
+SCRIPTS = {  # compose services whose variables are read by a script of this repository
+    "postgres": REPO / "compose" / "postgres" / "init-databases.sh",
+    "trainer": REPO / "docker" / "trainer-entrypoint.sh",
+    "airflow-init": REPO / "docker" / "airflow-init.sh",
+    "alloy": REPO / "monitoring" / "alloy" / "config.alloy",
+}
+
+
+def settings_variables(settings: type[BaseSettings]) -> set[str]:
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names = set()
+    for name, field in settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {str(choice) for choice in alias.choices}
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def gunicorn_variables() -> set[str]:
+    return set(re.findall(r'os\.environ\.get\("(\w+)"', (REPO / "serving" / "gunicorn_conf.py").read_text()))
+
+
+def mlflow_variables() -> set[str]:
+    """MLflow's documented environment variables and every envvar of `mlflow server`'s options."""
+    names = {
+        value.name
+        for value in vars(mlflow.environment_variables).values()
+        if hasattr(value, "name") and hasattr(value, "get")
+    }
+    server = mlflow_cli.commands["server"]
+    return names | {param.envvar for param in server.params if isinstance(param.envvar, str)}
+
+
+@pytest.fixture(scope="module")
+def known() -> set[str]:
+    ours = set().union(*(settings_variables(s) for s in (ServingSettings, RegistrySettings, PipelineSettings)))
+    return ours | settings_variables(MonitoringSettings) | gunicorn_variables() | mlflow_variables() | STANDARD
+
+
+def airflow_option_exists(name: str) -> bool:
+    """AIRFLOW__SECTION__KEY names an option of Airflow's configuration (checked when Airflow is installed)."""
+    match = re.fullmatch(r"AIRFLOW__([A-Z_]+?)__([A-Z_]+)", name)
+    assert match, f"{name} is not of the form AIRFLOW__SECTION__KEY"
+    if importlib.util.find_spec("airflow") is None:
+        # Airflow arrives with issue 11's `airflow` extra; until then only the form is checked. After the merge this
+        # branch is never taken and every option is checked against Airflow's own configuration.
+        return True
+    from airflow.configuration import conf
+
+    return bool(conf.has_option(match.group(1).lower(), match.group(2).lower()))
+
+
+def compose_services() -> dict[str, Any]:
+    services: dict[str, Any] = load_yaml(COMPOSE)["services"]
+    return services
+
+
+def test_settings_variables_are_found() -> None:
+    serving = settings_variables(ServingSettings)
+    assert {"SERVING_ADMIN_TOKEN", "REDIS_URL", "MLFLOW_TRACKING_URI", "CREDIT_REGISTERED_MODEL_NAME"} <= serving
+    assert gunicorn_variables() == {"SERVING_BIND", "SERVING_WORKERS", "SERVING_TIMEOUT_S", "PROMETHEUS_MULTIPROC_DIR"}
+    assert {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_SERVER_ALLOWED_HOSTS", "MLFLOW_DISABLE_TELEMETRY"} <= mlflow_variables()
+
+
+def test_compose_variables_are_read_by_what_runs_them(known: set[str]) -> None:
+    for name, service in compose_services().items():
+        script = SCRIPTS[name].read_text() if name in SCRIPTS else ""
+        for variable in service.get("environment", {}):
+            if variable in known or re.search(r"\b" + variable + r"\b", script):
+                continue
+            if name in THIRD_PARTY and THIRD_PARTY[name].fullmatch(variable):
+                continue
+            if name.startswith("airflow"):
+                if variable.startswith("AIRFLOW__"):
+                    assert airflow_option_exists(variable), f"{name}: {variable} is no Airflow option"
+                    continue
+                if variable in AIRFLOW_DAG_VARIABLES:
+                    continue
+            pytest.fail(f"compose service {name} sets {variable}, which nothing it runs reads")
+
+
+def test_kubernetes_variables_are_read_by_the_code(known: set[str], rendered) -> None:
+    for manifests in rendered.values():
+        configmaps = by_kind(manifests, "ConfigMap")
+        for deployment in by_kind(manifests, "Deployment").values():
+            for container in deployment["spec"]["template"]["spec"]["containers"]:
+                names = {item["name"] for item in container.get("env", [])}
+                for source in container.get("envFrom", []):
+                    names |= set(configmaps[source["configMapRef"]["name"]]["data"])
+                unknown = names - known
+                assert not unknown, f"{deployment['metadata']['name']} sets {unknown}, which the code does not read"
+    template = load_yaml(KUBERNETES / "base" / "secrets.example.yaml")
+    assert set(template["stringData"]) <= known
+
+
+def test_dockerfile_variables_are_read_by_the_code(known: set[str]) -> None:
+    for dockerfile in DOCKERFILES:
+        final = dockerfile.read_text().split(" AS runtime", 1)[1]
+        for block in re.findall(r"^ENV (.+?)(?<!\\)$", final, re.M | re.S):
+            for variable in re.findall(r"(\w+)=", block):
+                assert variable in known, f"{dockerfile.name} sets {variable}, which the code does not read"
+
+
+def test_ports_agree_everywhere(rendered) -> None:
+    services = compose_services()
+    gateway_bind = services["gateway"]["environment"]["SERVING_BIND"]
+    assert gateway_bind.endswith(":8000") and "${BIND_ADDRESS:-127.0.0.1}:8000:8000" in services["gateway"]["ports"]
+    assert "--port=5000" in services["mlflow"]["command"]
+    assert services["airflow-api-server"]["command"][-2:] == ["--port", "8080"]
+    gateway = (REPO / "docker" / "gateway.Dockerfile").read_text()
+    assert "SERVING_BIND=0.0.0.0:8000" in gateway and "EXPOSE 8000" in gateway and "127.0.0.1:8000/health" in gateway
+    # Prometheus (compose) scrapes each service on the port it listens on inside the network.
+    listening = {"gateway": 8000, "pushgateway": 9091, "mlflow": 5000, "localhost": 9090}
+    config = load_yaml(REPO / "compose" / "prometheus" / "prometheus.yml")
+    for job in config["scrape_configs"]:
+        for target in job["static_configs"][0]["targets"]:
+            host, port = target.split(":")
+            assert listening[host] == int(port), target
+            assert host == "localhost" or host in services
+    for manifests in rendered.values():
+        mlflow = by_kind(manifests, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0]
+        assert "--port=5000" in mlflow["args"] and mlflow["ports"][0]["containerPort"] == 5000
+        config_map = by_kind(manifests, "ConfigMap")["gateway-config"]["data"]
+        assert config_map["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert by_kind(manifests, "Service")["mlflow"]["spec"]["ports"][0]["port"] == 5000
+
+
+def mlflow_server_options() -> set[str]:
+    server: click.Command = mlflow_cli.commands["server"]
+    return {opt for param in server.params for opt in (*param.opts, *param.secondary_opts)}
+
+
+def test_commands_exist(rendered) -> None:
+    services = compose_services()
+    options = mlflow_server_options()
+    commands = [services["mlflow"]["command"]]
+    commands += [
+        by_kind(m, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0] for m in rendered.values()
+    ]
+    for command in commands:
+        arguments = command["args"] if isinstance(command, dict) else command[2:]
+        for argument in arguments:
+            assert argument.split("=")[0] in options, f"mlflow server has no {argument}"
+    trainer = services["trainer"]["command"][0]
+    assert (REPO / trainer).is_file() and f"COPY {trainer} {trainer}" in (
+        REPO / "docker" / "trainer.Dockerfile"
+    ).read_text()
+    init = services["airflow-init"]["command"][0].removeprefix("/opt/credit-scoring/")
+    assert (REPO / init).is_file() and f"COPY {init} {init}" in (REPO / "docker" / "airflow.Dockerfile").read_text()
+    # `python -m serving` (the gateway image) and the modules the trainer's entry script runs.
+    for module in ("serving", "registry", "steps.main"):
+        assert importlib.util.find_spec(module) is not None, module
+    entry = (REPO / "docker" / "trainer-entrypoint.sh").read_text()
+    assert "mlflow run . -e main --env-manager local" in entry and "main:" in (REPO / "MLproject").read_text()
+    assert "python -m registry status" in entry
+    airflow_commands = {tuple(services[name]["command"][:2]) for name in services if name.startswith("airflow-")}
+    assert {("airflow", "api-server"), ("airflow", "scheduler"), ("airflow", "dag-processor")} <= airflow_commands
+
+
+def test_health_checks_and_probes_ask_routes_the_gateway_has(rendered) -> None:
+    operations = (REPO / "serving" / "routes" / "operations.py").read_text()
+    for path in ("/health", "/ready"):
+        assert f'"{path}"' in operations, f"the gateway has no {path} route"
+    assert "/ready" in str(compose_services()["gateway"]["healthcheck"]["test"])
+
+
+def test_paths_the_workflow_and_images_name_exist() -> None:
+    workflow = WORKFLOW.read_text()
+    for path in re.findall(r"(?:run: |bash )((?:scripts|\.ci)/[\w./-]+)", workflow):
+        assert (REPO / path).is_file(), path
+    for dockerfile in DOCKERFILES:
+        for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), re.M):
+            assert (REPO / source).exists(), f"{dockerfile.name}: {source}"
+    steps = importlib.import_module("steps.main")
+    assert hasattr(steps, "cli")

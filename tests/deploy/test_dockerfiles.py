@@ -1,0 +1,77 @@
+"""docker/*.Dockerfile: hadolint-clean, multi-stage, non-root, pinned base, installed from a lock file with uv, a
+health check, no build tools in the final stage; the gateway image holds the serving packages only."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.deploy.conftest import DOCKERFILES, REPO, run, tool
+
+SERVING_ONLY = {"scoring", "registry", "serving"}
+
+
+def instructions(path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def stages(path) -> list[list[tuple[str, str]]]:
+    found: list[list[tuple[str, str]]] = []
+    for instruction in instructions(path):
+        if instruction[0] == "FROM":
+            found.append([])
+        if found:
+            found[-1].append(instruction)
+    return found
+
+
+def test_there_are_the_three_images() -> None:
+    assert [path.name for path in DOCKERFILES] == ["airflow.Dockerfile", "gateway.Dockerfile", "trainer.Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_hadolint_finds_nothing(dockerfile) -> None:
+    result = run(tool("hadolint"), "--failure-threshold", "info", str(dockerfile))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_multi_stage_non_root_pinned_locked_and_health_checked(dockerfile) -> None:
+    args = dict(instruction[1].split("=", 1) for instruction in instructions(dockerfile) if instruction[0] == "ARG")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", args["PYTHON_IMAGE"])
+    build, final = stages(dockerfile)
+    assert build[0] == ("FROM", "${PYTHON_IMAGE} AS build") and final[0] == ("FROM", "${PYTHON_IMAGE} AS runtime")
+    build_text = " ".join(rest for _, rest in build)
+    lock = re.search(r"-r /tmp/(requirements[\w-]*\.lock)", build_text)
+    assert lock and "uv pip install" in build_text and "--only-binary :all:" in build_text
+    assert (REPO / lock.group(1)).is_file()
+    final_text = " ".join(f"{keyword} {rest}" for keyword, rest in final)
+    assert not re.search(r"\buv\b|pip install|apt-get install|gcc|build-essential", final_text), (
+        "build tools in the final stage"
+    )
+    users = [rest for keyword, rest in final if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"0", "root"}
+    assert any(keyword == "HEALTHCHECK" for keyword, _ in final)
+    for keyword, rest in build:
+        if keyword == "COPY" and "--from" not in rest:
+            *sources, _ = rest.split()
+            for source in sources:
+                assert (REPO / source).exists(), f"{dockerfile.name} copies missing {source}"
+
+
+def test_the_gateway_image_carries_neither_training_code_nor_the_training_lock() -> None:
+    dockerfile = REPO / "docker" / "gateway.Dockerfile"
+    copied = {rest.split()[0].rstrip("/") for keyword, rest in instructions(dockerfile) if keyword == "COPY"}
+    packages = {name for name in copied if (REPO / name).is_dir()}
+    assert packages == SERVING_ONLY
+    assert "requirements-serving.lock" in dockerfile.read_text()
+    assert "requirements.lock" not in dockerfile.read_text().replace("requirements-serving.lock", "")

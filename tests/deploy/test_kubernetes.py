@@ -1,0 +1,93 @@
+"""deploy/kubernetes: every overlay renders with `kubectl kustomize` and every rendered manifest is valid against
+the Kubernetes schemas (kubernetes-validate); the gateway's probes, termination, security context, autoscaling,
+disruption budget and 90/10 canary are what the code and the issue need."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from tests.deploy.conftest import KUBERNETES, REPO, by_kind, load_yaml, run, tool
+
+KUBERNETES_VERSION = "1.32.0"  # deploy/terraform's default EKS version
+
+
+def graceful_timeout() -> int:
+    match = re.search(r"^graceful_timeout = (\d+)", (REPO / "serving" / "gunicorn_conf.py").read_text(), re.M)
+    assert match
+    return int(match.group(1))
+
+
+def test_every_rendered_manifest_is_valid(rendered: dict[str, list[dict[str, Any]]], tmp_path) -> None:
+    validator = tool("kubernetes-validate")
+    templates = [load_yaml(KUBERNETES / "base" / "secrets.example.yaml")]
+    for name, manifests in {**rendered, "secret-template": templates}.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump_all(manifests))
+        result = run(validator, "--strict", "--kubernetes-version", KUBERNETES_VERSION, str(path))
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+        assert result.stdout.count(" passed for resource ") == len(manifests), result.stdout
+
+
+def test_overlays_deploy_the_gateway_and_mlflow_into_their_namespace(rendered) -> None:
+    assert set(rendered) == {"production", "staging"}
+    for overlay, manifests in rendered.items():
+        namespaces = {doc["metadata"].get("namespace") for doc in manifests if doc["kind"] != "Namespace"}
+        assert len(namespaces) == 1, overlay
+        assert {"gateway", "mlflow"} <= set(by_kind(manifests, "Deployment"))
+        assert not by_kind(manifests, "Secret"), "secrets are created out of band, never rendered from the repository"
+
+
+def test_the_gateway_pod_probes_terminates_and_runs_as_the_code_needs(rendered) -> None:
+    for manifests in rendered.values():
+        for name, deployment in by_kind(manifests, "Deployment").items():
+            if not name.startswith("gateway"):
+                continue
+            pod = deployment["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+            pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+            assert pod["terminationGracePeriodSeconds"] > graceful_timeout() + pre_stop
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+            # Writable places the gateway needs under a read-only root: /tmp, the model cache, the metrics folder.
+            mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+            config = by_kind(manifests, "ConfigMap")["gateway-config"]["data"]
+            for folder in (config["SERVING_MODEL_CACHE_DIR"], config["PROMETHEUS_MULTIPROC_DIR"]):
+                # prometheus' folder is removed and re-created at start: it must be below its mount, not one.
+                assert any(folder.startswith(mount + "/") for mount in mounts), folder
+            port = int(config["SERVING_BIND"].rsplit(":", 1)[1])
+            assert container["ports"][0]["containerPort"] == port
+
+
+def test_production_has_an_hpa_a_pdb_and_a_90_10_canary_of_the_gateway(rendered) -> None:
+    manifests = rendered["production"]
+    hpa = by_kind(manifests, "HorizontalPodAutoscaler")["gateway"]
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["spec"]["scaleTargetRef"]["name"] == "gateway"
+    pdb = by_kind(manifests, "PodDisruptionBudget")["gateway"]
+    assert pdb["apiVersion"] == "policy/v1"
+    deployments = by_kind(manifests, "Deployment")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployments["gateway"]["spec"]["selector"]["matchLabels"]
+    ingresses = by_kind(manifests, "Ingress")
+    stable, canary = ingresses["gateway"], ingresses["gateway-canary"]
+    annotations = canary["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert int(annotations["nginx.ingress.kubernetes.io/canary-weight"]) == 10
+    assert "nginx.ingress.kubernetes.io/canary" not in stable["metadata"].get("annotations", {})
+    assert stable["spec"]["rules"][0]["host"] == canary["spec"]["rules"][0]["host"]
+    services = by_kind(manifests, "Service")
+    for ingress, service in ((stable, "gateway"), (canary, "gateway-canary")):
+        assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == service
+        # Each Service selects exactly its Deployment's pods: stable and canary never mix.
+        selector = services[service]["spec"]["selector"]
+        labels = deployments[service]["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+        other = deployments["gateway-canary" if service == "gateway" else "gateway"]["spec"]["template"]["metadata"]
+        assert not selector.items() <= other["labels"].items()
+    assert deployments["gateway-canary"]["spec"]["replicas"] == 1
+    assert "gateway-canary" not in by_kind(rendered["staging"], "Deployment")
