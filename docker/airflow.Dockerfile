@@ -38,7 +38,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     AIRFLOW_HOME=/opt/airflow \
+    TMPDIR=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
+    REGISTRY_CACHE_DIR=/tmp/credit-scoring/models \
     MLFLOW_DISABLE_TELEMETRY=true
 USER 10001:10001
 EXPOSE 8080
