@@ -65,7 +65,7 @@ def test_the_read_only_services_are_the_ones_running_our_images() -> None:
     assert {name for name, _ in compose_read_only()} == {"mlflow", "trainer", "gateway"}
 
 
-@pytest.mark.parametrize(("name", "service"), compose_read_only(), ids=lambda value: value if isinstance(value, str) else "")
+@pytest.mark.parametrize(("name", "service"), compose_read_only(), ids=[name for name, _ in compose_read_only()])
 def test_compose_read_only_services_write_below_a_tmpfs_or_volume(name: str, service: dict[str, Any]) -> None:
     env = {**image_environment(service["build"]["dockerfile"]), **service.get("environment", {})}
     command = service.get("command", [])
