@@ -19,7 +19,17 @@ from monitoring.settings import MonitoringSettings
 from registry.settings import RegistrySettings
 from serving.settings import ServingSettings
 from steps.settings import PipelineSettings
-from tests.deploy.conftest import COMPOSE, DOCKERFILES, KUBERNETES, REPO, WORKFLOW, by_kind, load_yaml
+from tests.deploy.conftest import (
+    COMPOSE,
+    DOCKERFILES,
+    KUBERNETES,
+    REPO,
+    WORKFLOW,
+    by_kind,
+    copy_sources,
+    load_yaml,
+    survives_the_build_context,
+)
 
 OUR_SERVICES = {"mlflow", "trainer", "gateway"}  # compose services running this repository's images (+ airflow-*)
 # Variables of the processes themselves rather than of our code, each read by what is named.
@@ -259,7 +269,7 @@ def test_paths_the_workflow_and_images_name_exist() -> None:
     for path in re.findall(r"(?:run: |bash )((?:scripts|\.ci)/[\w./-]+)", workflow):
         assert (REPO / path).is_file(), path
     for dockerfile in DOCKERFILES:
-        for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), re.M):
-            assert (REPO / source).exists(), f"{dockerfile.name}: {source}"
+        for source in copy_sources(dockerfile):
+            assert survives_the_build_context(source), f"{dockerfile.name}: {source} is missing or .dockerignore'd"
     steps = importlib.import_module("steps.main")
     assert hasattr(steps, "cli")
