@@ -155,3 +155,12 @@ def test_the_gateway_keeps_the_container_name_alloy_follows(compose: dict[str, A
     alloy = (REPO / "monitoring" / "alloy" / "config.alloy").read_text()
     name = compose["services"]["gateway"]["container_name"]
     assert f'regex         = "/{name}"' in alloy
+
+
+def test_the_small_settings_the_review_found_are_right(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    # Over TCP: the socket answers during the first start's init, before the databases exist.
+    assert services["postgres"]["healthcheck"]["test"][:4] == ["CMD", "pg_isready", "--host", "127.0.0.1"]
+    assert services["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert services["trainer"]["environment"]["TRAINER_FORCE"] == "${TRAINER_FORCE:-false}"
+    assert "TRAINER_FORCE" in (REPO / "docker" / "trainer-entrypoint.sh").read_text()

@@ -46,7 +46,7 @@ def test_every_dockerfile_is_built_and_pushed_to_ghcr(workflow: dict[str, Any]) 
     # GHCR wants lowercase names: the prefix is the repository lowercased, in every job that names images.
     assert "IMAGE_PREFIX" not in WORKFLOW.read_text()
     prefix = next(step for step in images["steps"] if step.get("id") == "prefix")
-    assert 'ghcr.io/${GITHUB_REPOSITORY,,}' in prefix["run"]
+    assert "ghcr.io/${GITHUB_REPOSITORY,,}" in prefix["run"]
     meta = next(step for step in images["steps"] if step.get("id") == "meta")
     assert meta["with"]["images"] == "${{ steps.prefix.outputs.lowercase }}/${{ matrix.image }}"
     assert images["permissions"]["packages"] == "write"
@@ -70,7 +70,7 @@ def test_a_tag_deploys_an_existing_overlay_with_its_image_names(workflow: dict[s
         assert 'prefix="ghcr.io/${GITHUB_REPOSITORY,,}"' in applying[0]["run"], job
     canary = next(step["run"] for step in deploy["steps"] if "kubectl apply -k ." in step.get("run", ""))
     # The tag deploys the canary only: stable keeps the image the cluster runs (the last promoted tag).
-    assert "get deployment \"$1\"" in canary and 'credit-scoring/gateway=${stable:-$new}' in canary
+    assert 'get deployment "$1"' in canary and "credit-scoring/gateway=${stable:-$new}" in canary
     secret_keys = set(re.findall(r"--from-literal=([A-Z_]+)=", str(deploy["steps"])))
     template = load_yaml(KUBERNETES / "base" / "secrets.example.yaml")
     assert secret_keys == set(template["stringData"])
