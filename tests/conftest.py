@@ -223,13 +223,18 @@ class GatewayProcess:
 
 
 @contextmanager
-def running_gateway(served: Served, folder: Path, redis_url: str, **settings: str) -> Iterator[GatewayProcess]:
-    """A 2-worker gateway of `served` on a free port with state in `folder`; `settings` add or override variables
+def running_gateway(
+    served: Served, folder: Path, redis_url: str, python: str | Path = sys.executable, **settings: str
+) -> Iterator[GatewayProcess]:
+    """A 2-worker gateway of `served` on a free port with state in `folder`, run by the interpreter `python` (another
+    venv's, e.g. .venv-serving, with this checkout on its path); `settings` add or override variables
     (SERVING_RELOAD_INTERVAL_S=...). Stopped with its whole process group: a SIGKILL to the master alone would
     orphan its workers."""
     port = free_port()
     env = {
-        **os.environ,
+        # Not this venv's: `python` finds its own packages from its own location.
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))},
+        "PYTHONPATH": str(REPO_ROOT),
         "MLFLOW_TRACKING_URI": served.url,
         "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
         "REDIS_URL": redis_url,
@@ -243,7 +248,12 @@ def running_gateway(served: Served, folder: Path, redis_url: str, **settings: st
     log_path = folder / "gateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [str(python), "-m", "serving"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
