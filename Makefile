@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
+.PHONY: notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted airflow stop-airflow
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -52,18 +52,25 @@ drift-shifted: venv ## Drift report of a shifted copy of the data (income halved
 		MONITORING_PUSHGATEWAY_URL=$${MONITORING_PUSHGATEWAY_URL:-$$(python scripts/local_monitoring.py pushgateway-url)} \
 		python -m monitoring.drift --file .monitoring/shifted_applicants.csv
 
-stop: venv ## Stop what `make run` and `make monitoring` started: gateway, local Redis, tracking server, Prometheus
+stop: venv ## Stop what `make run`, `make monitoring` and `make airflow` started: gateway, Airflow, local Redis, tracking server, Prometheus
 	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid
+	-[ -f .airflow/standalone.pid ] && kill $$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
 	python scripts/local_monitoring.py stop --state .monitoring
 	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
+
+airflow: venv ## Airflow 3 (standalone: scheduler, API/UI on 127.0.0.1:8080) running airflow/dags against `make run`'s stack (state in .airflow)
+	MLFLOW_PORT=$(PORT) scripts/local_airflow.sh
+
+stop-airflow: ## Stop what `make airflow` started
+	-[ -f .airflow/standalone.pid ] && kill $$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
 
 notebooks: venv ## Open notebooks/ in JupyterLab (127.0.0.1:8888) against the tracking server on $(PORT)
 	PYTHONPATH=$(CURDIR) MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(PORT)} \
 		jupyter lab --ip 127.0.0.1 --port 8888 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 lock: venv ## Re-resolve requirements.lock from pyproject.toml
-	uv pip compile pyproject.toml --extra dev --extra notebooks --universal --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra notebooks --extra airflow --universal --python-version 3.11 -o requirements.lock
 
 time-main: venv ## Time `mlflow run . -e main` 3 times against a running server (issue target: median <= 90 s)
 	python scripts/time_main.py --tracking-uri http://127.0.0.1:$(PORT) --rounds 3
