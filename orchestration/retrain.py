@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 DAG_ID_TAG = "airflow_dag_id"
 RUN_ID_TAG = "airflow_run_id"
 TASK_ID_TAG = "airflow_task_id"
+TASK_TAGS = (DAG_ID_TAG, RUN_ID_TAG, TASK_ID_TAG)
 
 
 @dataclass(frozen=True)
