@@ -26,6 +26,9 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 REDIS_URL=$(python scripts/local_redis.py ensure --url "${REDIS_URL:-redis://127.0.0.1:6379/0}" --state .redis \
     --port "${LOCAL_REDIS_PORT:-6380}")
 export REDIS_URL
+# The drift DAG pushes its summary to `make monitoring`'s Pushgateway when one answers (the alerts read it).
+MONITORING_PUSHGATEWAY_URL=${MONITORING_PUSHGATEWAY_URL:-$(python scripts/local_monitoring.py pushgateway-url)}
+export MONITORING_PUSHGATEWAY_URL
 
 if [ -f "$home/standalone.pid" ] && kill -0 "$(cat "$home/standalone.pid")" 2>/dev/null; then
     echo "airflow: already running (pid $(cat "$home/standalone.pid")); make stop-airflow to stop it"
