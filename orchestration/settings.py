@@ -20,10 +20,14 @@ DEFAULT_CONNECTION_ID = "mlflow_default"
 class ConnectionLike(Protocol):
     """What is read of an Airflow connection (airflow.sdk.Connection has these attributes)."""
 
-    conn_type: str | None
-    host: str | None
-    port: int | None
-    schema: str | None
+    @property
+    def conn_type(self) -> str | None: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def schema(self) -> str | None: ...
 
 
 class OrchestrationError(Exception):

@@ -14,8 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from orchestration.dag_policy import DRIFT_ALERT_ASSET, DRIFT_CRON, DRIFT_DAG_ID, network_retries
 
@@ -41,7 +40,7 @@ logger = logging.getLogger(__name__)
     doc_md=__doc__,
 )
 def credit_drift() -> None:
-    @task
+    @task(multiple_outputs=False)
     def measure() -> dict[str, Any]:
         """One drift report per version that scored traffic in the window; the numbers go to this log."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -67,7 +66,7 @@ def credit_drift() -> None:
         """Stop here (a success) unless the report says `act`."""
         return bool(check["drifted"])
 
-    @task(outlets=[DRIFT_ALERT], execution_timeout=timedelta(minutes=2))
+    @task(outlets=[DRIFT_ALERT], execution_timeout=timedelta(minutes=2), multiple_outputs=False)
     def alert_retraining(check: dict[str, Any]) -> dict[str, Any]:
         """The Asset event that starts credit_retrain, carrying the reason and the drift reports' MLflow runs."""
         context = get_current_context()

@@ -16,8 +16,7 @@ from typing import Any
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from orchestration.dag_policy import (
     APPROVAL_TIMEOUT,
@@ -71,7 +70,7 @@ def _fail_fast(error: Exception) -> Exception:
     doc_md=__doc__,
 )
 def credit_promote() -> None:
-    @task(task_id=GATE_TASK)
+    @task(task_id=GATE_TASK, multiple_outputs=False)  # one XCom: the decision as a whole
     def evaluate_gate() -> dict[str, Any]:
         """Gate report of staging vs production, logged as Markdown; nothing is moved."""
         from orchestration.failures import USER_ERRORS
@@ -100,7 +99,8 @@ def credit_promote() -> None:
         task_id=APPROVAL_TASK,
         subject=f"{{{{ ti.xcom_pull(task_ids='{GATE_TASK}')['subject'] }}}}",
         body=f"{{{{ ti.xcom_pull(task_ids='{GATE_TASK}')['markdown'] }}}}",
-        response_timeout=APPROVAL_TIMEOUT,
+        response_timeout=APPROVAL_TIMEOUT,  # the wait for the answer (Airflow 3.3: the scheduler's sweep)
+        execution_timeout=timedelta(minutes=5),  # the short phase before the wait: writing the request
         retries=0,  # an answer is given once; a retry would ask again
     )
     no_approval_required = EmptyOperator(task_id="no_approval_required")

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from orchestration.dag_policy import (
     DRIFT_ALERT_ASSET,
@@ -121,14 +120,16 @@ def credit_retrain() -> None:
 
         return _run(lambda params, task_run, settings: benchmark_models(quantize_run_id, params, task_run, settings))
 
-    @task(outlets=[STAGING_VERSION], execution_timeout=timedelta(minutes=10))
+    @task(outlets=[STAGING_VERSION], execution_timeout=timedelta(minutes=10), multiple_outputs=False)
     def register(benchmark_run_id: str) -> dict[str, object]:
         """Register both precisions and stage the candidate; the Asset event carries the version and run ids."""
         from orchestration.retrain import register as register_versions
 
         context = get_current_context()
         actor = f"airflow {context['ti'].dag_id}/{context['ti'].run_id}"
-        registered = _run(lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings))
+        registered = _run(
+            lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings)
+        )
         extra = registered.as_extra()
         context["outlet_events"][STAGING_VERSION].extra = extra
         return extra

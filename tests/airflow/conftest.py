@@ -71,7 +71,7 @@ def airflow_db() -> Path:
 def dag_bag(airflow_db: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    return DagBag(dag_folder=str(DAGS_FOLDER))
 
 
 def load_dag(dag_bag: Any, dag_id: str) -> Any:

@@ -180,7 +180,8 @@ def test_drift_to_a_new_production_version_served_without_a_failed_request(
         sender.join(15)
     assert traffic.failed == 0, (traffic.statuses, traffic.errors[:5])
     print(
-        f"\nclosed loop: {serving - loop_started:.1f} s from the first drifted request to version {new_version} serving "
+        f"\nclosed loop: {serving - loop_started:.1f} s from the first drifted request to version {new_version} "
+        "serving "
         f"(drift flagged after {flagged - loop_started:.1f} s, registered after {registered - loop_started:.1f} s, "
         f"promoted after {promoted - loop_started:.1f} s); {sum(traffic.statuses.values())} requests, none failed"
     )

@@ -42,13 +42,13 @@ def test_tasks_and_run_policy(dag_bag: Any, dag_id: str) -> None:
 
 
 def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any) -> None:
-    from airflow.sdk import AssetOrTimeSchedule  # noqa: F401 - the class the DAG is scheduled with
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
     dag = load_dag(dag_bag, "credit_retrain")
-    timetable = dag.timetable
-    assert type(timetable).__name__ == "AssetOrTimeTimetable"
-    assert "credit_drift_alert" in {asset.name for asset in dag.timetable.asset_condition.iter_assets().values()}
-    assert timetable.timetable._expression == "0 3 * * 1"  # noqa: SLF001 - no public accessor
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["credit_drift_alert"]
+    assert isinstance(dag.timetable.timetable, CronTriggerTimetable)
+    assert (dag.timetable.timetable.expression, str(dag.timetable.timetable.timezone)) == ("0 3 * * 1", "UTC")
     assert [asset.name for asset in dag.get_task("register").outlets] == ["credit_staging_version"]
     assert set(dag.params) == {
         "data_path", "target", "positive_label", "registered_model", "experiment_name", "candidate", "quantization",
@@ -60,10 +60,12 @@ def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any)
 
 def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: Any) -> None:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk import AssetOrTimeSchedule
 
     dag = load_dag(dag_bag, "credit_promote")
-    assert {asset.name for asset in dag.timetable.asset_condition.iter_assets().values()} == {"credit_staging_version"}
-    assert dag.timetable.timetable._expression == "0 6 * * *"  # noqa: SLF001
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["credit_staging_version"]
+    assert dag.timetable.timetable.expression == "0 6 * * *"
     assert dag.params["require_approval"] is True and dag.params["mirror_stages"] is True
     assert "force" not in dag.params  # a forced promotion stays a CLI act, with a reason
     approval = dag.get_task("approval")
@@ -74,9 +76,10 @@ def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: A
 
 
 def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_bag: Any) -> None:
+    from airflow.sdk import CronDataIntervalTimetable
+
     dag = load_dag(dag_bag, "credit_drift")
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert dag.timetable._expression == "0 * * * *"  # noqa: SLF001
+    assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.timetable.expression == "0 * * * *"
     assert [asset.name for asset in dag.get_task("alert_retraining").outlets] == ["credit_drift_alert"]
     assert dag.get_task("alert_retraining").upstream_task_ids == {"measure", "drift_found"}
 
@@ -88,14 +91,19 @@ def refuse(self, address, *args):
     attempts.append(str(address))
     raise OSError("no network at DAG parse time")
 socket.socket.connect = refuse
-runpy.run_path(sys.argv[1])
-heavy = sorted(name for name in json.loads(sys.argv[2]) if name in sys.modules)
-print(json.dumps({"connections": attempts, "heavy": heavy}))
+heavy = json.loads(sys.argv[1])
+found = {}
+for path in sys.argv[2:]:
+    runpy.run_path(path)
+    found[path.rsplit("/", 1)[-1]] = {
+        "connections": list(attempts), "heavy": sorted(name for name in heavy if name in sys.modules)
+    }
+print(json.dumps(found))
 """
 
 
-@pytest.mark.parametrize("dag_file", sorted(f"{d}.py" for d in EXPECTED_DAGS))
-def test_parsing_a_dag_file_does_no_database_network_or_heavy_work(tmp_path: Path, dag_file: str) -> None:
+def test_parsing_the_dag_files_does_no_database_network_or_heavy_work(tmp_path: Path) -> None:
+    """Each file parsed in a fresh process (one after the other) with sockets refused and an empty AIRFLOW_HOME."""
     home = tmp_path / "airflow-home"
     home.mkdir()
     env = {
@@ -106,14 +114,15 @@ def test_parsing_a_dag_file_does_no_database_network_or_heavy_work(tmp_path: Pat
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # a server that does not exist: nothing may call it
     }
+    files = [str(DAGS_FOLDER / f"{dag_id}.py") for dag_id in sorted(EXPECTED_DAGS)]
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(DAGS_FOLDER / dag_file), json.dumps(HEAVY_MODULES)],
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY_MODULES), *files],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    probe = json.loads(result.stdout.strip().splitlines()[-1])
-    assert probe == {"connections": [], "heavy": []}
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {f"{dag_id}.py": {"connections": [], "heavy": []} for dag_id in sorted(EXPECTED_DAGS)}
     assert not (home / "airflow.db").exists()  # no metadata database touched, not even created

@@ -11,6 +11,7 @@ from orchestration.drift import window_of
 from orchestration.promotion import approver_of, chosen_option
 from orchestration.retrain import RetrainParams
 from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
+from tests.airflow.conftest import require_airflow
 
 
 def test_a_bad_param_names_the_param() -> None:
@@ -55,7 +56,7 @@ def test_the_tracking_server_comes_from_the_environment_else_from_the_airflow_co
 
 
 def test_a_real_airflow_connection_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("airflow")
+    require_airflow()
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "http://127.0.0.1:5005")
     assert OrchestrationSettings().resolved_tracking_uri() == "http://127.0.0.1:5005"

@@ -68,4 +68,3 @@ def test_registering_again_changes_nothing(retrained: Retrained, mlflow_server: 
     result = register(event.extra["benchmark_run_id"], params, f"airflow credit_retrain/{retrained.run_id}", settings)
     assert result.reused and result.version == event.extra["version"]
     assert state() == before
-
