@@ -29,6 +29,7 @@ from orchestration.dag_policy import (
 STAGING_VERSION = Asset(STAGING_VERSION_ASSET)
 GATE_TASK = "evaluate_gate"
 APPROVAL_TASK = "approval"
+ANSWER_KEY = "answer"
 logger = logging.getLogger(__name__)
 
 
@@ -44,6 +45,24 @@ def _actor() -> str:
 
     ti = get_current_context()["ti"]
     return dag_actor(ti.dag_id, ti.run_id)
+
+
+class RecordedApproval(ApprovalOperator):
+    """The standard ApprovalOperator that also keeps the answer (option and who chose it) in the XCom `answer`.
+
+    On "Reject" the operator skips its downstream tasks by raising, and its return value (the answer) is then never
+    pushed: `record_rejection` would not know who rejected.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" not in event:
+            answer = {"chosen_options": event["chosen_options"], "responded_by_user": event.get("responded_by_user")}
+            context["ti"].xcom_push(key=ANSWER_KEY, value=answer)
+        return super().execute_complete(context, event)
+
+
+def _answer() -> Any:
+    return get_current_context()["ti"].xcom_pull(task_ids=APPROVAL_TASK, key=ANSWER_KEY)
 
 
 def _fail_fast(error: Exception) -> Exception:
@@ -95,7 +114,7 @@ def credit_promote() -> None:
             return [APPROVAL_TASK]
         return ["no_approval_required"]
 
-    approval = ApprovalOperator(
+    approval = RecordedApproval(
         task_id=APPROVAL_TASK,
         subject=f"{{{{ ti.xcom_pull(task_ids='{GATE_TASK}')['subject'] }}}}",
         body=f"{{{{ ti.xcom_pull(task_ids='{GATE_TASK}')['markdown'] }}}}",
@@ -113,8 +132,7 @@ def credit_promote() -> None:
         from orchestration.failures import USER_ERRORS
         from orchestration.promotion import GateDecision, approver_of, promote_evaluated
 
-        ti = get_current_context()["ti"]
-        decision, answer = ti.xcom_pull(task_ids=GATE_TASK), ti.xcom_pull(task_ids=APPROVAL_TASK)
+        decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
         try:
             result = promote_evaluated(GateDecision.of(decision), approver_of(answer), _actor(), _settings())
         except USER_ERRORS as error:
@@ -128,8 +146,7 @@ def credit_promote() -> None:
         from orchestration.promotion import GateDecision, approver_of, chosen_option
         from orchestration.promotion import record_rejection as audit_rejection
 
-        ti = get_current_context()["ti"]
-        decision, answer = ti.xcom_pull(task_ids=GATE_TASK), ti.xcom_pull(task_ids=APPROVAL_TASK)
+        decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
         if chosen_option(answer) != ApprovalOperator.REJECT:
             logger.info("no rejection to record")
             return False

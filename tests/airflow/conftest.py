@@ -67,11 +67,20 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
+# The DAGs' Param defaults as parsed. In one process, dag.test() writes a run's conf into the DAG's own Param objects
+# (process_params updates the Params it copied by reference), so a later run would inherit an earlier run's conf:
+# every run here passes the defaults explicitly. A real worker runs each task in a fresh process.
+PARAM_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
 @pytest.fixture(scope="session")
 def dag_bag(airflow_db: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_FOLDER))
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    for dag_id, dag in bag.dags.items():
+        PARAM_DEFAULTS[dag_id] = dict(dag.params.dump())
+    return bag
 
 
 def load_dag(dag_bag: Any, dag_id: str) -> Any:
@@ -217,7 +226,7 @@ def task_states(dag_id: str, run_id: str) -> dict[str, str | None]:
 def run_dag(dag_bag: Any, dag_id: str, conf: dict[str, Any]) -> tuple[str, dict[str, str | None]]:
     """`dag.test()` with these Params; returns the DAG run's id and its tasks' states."""
     dag = load_dag(dag_bag, dag_id)
-    dag_run = dag.test(run_conf=conf)
+    dag_run = dag.test(run_conf={**PARAM_DEFAULTS[dag_id], **conf})
     return dag_run.run_id, task_states(dag_id, dag_run.run_id)
 
 
