@@ -21,6 +21,7 @@ from orchestration.promotion import (
     registry_settings_for,
 )
 from registry import audit
+from registry.resolve import version_for_alias
 from registry.settings import RegistrySettings
 from tests.airflow.conftest import AnswerFactory, Retrained, run_dag
 
@@ -28,10 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 def production_of(client: MlflowClient, name: str) -> str | None:
-    for version in client.search_model_versions(f"name = '{name}'"):
-        if "production" in version.aliases:
-            return str(version.version)
-    return None
+    version = version_for_alias(client, name, "production")
+    return None if version is None else str(version.version)
 
 
 def records(client: MlflowClient, name: str, outcome: str) -> list[audit.AuditRecord]:

@@ -21,9 +21,12 @@ def test_retraining_registers_a_staging_version_and_announces_it(retrained: Retr
     client = MlflowClient(mlflow_server)
     versions = {v.version: v for v in client.search_model_versions(f"name = '{retrained.model_name}'")}
     assert sorted(versions) == ["1", "2"]  # fp32 and INT8 of one pipeline run
-    staged = client.get_model_version_by_alias(retrained.model_name, "staging")
+    staged = versions["1"]
     assert staged.tags["precision"] == "fp32"  # candidate=fp32
-    assert "production" not in {alias for v in versions.values() for alias in v.aliases}  # promotion is the gate's
+    # What the DAG run moved, from the audit trail (later tests promote this model): staging, and nothing else.
+    settings = RegistrySettings(tracking_uri=mlflow_server, model_name=retrained.model_name)
+    moves = audit.history(client, settings, f"tags.actor = 'airflow credit_retrain/{retrained.run_id}'")
+    assert [(m.action, m.outcome, m.to_version) for m in moves] == [("stage", "moved", "1")]
 
     (event,) = asset_events("credit_staging_version", retrained.run_id)
     assert event.extra["model"] == retrained.model_name and event.extra["version"] == staged.version
@@ -61,7 +64,10 @@ def test_registering_again_changes_nothing(retrained: Retrained, mlflow_server: 
 
     def state() -> tuple[Any, ...]:
         versions = client.search_model_versions(f"name = '{retrained.model_name}'")
-        aliases = sorted((v.version, tuple(sorted(v.aliases))) for v in versions)
+        # search_model_versions leaves the aliases out: each version is read on its own.
+        aliases = sorted(
+            (v.version, tuple(sorted(client.get_model_version(v.name, v.version).aliases))) for v in versions
+        )
         return aliases, len(audit.history(client, registry_settings))
 
     before = state()
