@@ -263,3 +263,22 @@ def retrained(dag_bag: Any, mlflow_server: str, small_csv: Path) -> Retrained:
     conf = small_training(small_csv, name)
     run_id, states = run_dag(dag_bag, "credit_retrain", conf)
     return Retrained(name, run_id, states, conf)
+
+
+def queued_assets(target_dag_id: str, clear: bool = False) -> set[str]:
+    """The Assets whose events have queued a run of `target_dag_id` (what a scheduler would start next); `clear`
+    empties that queue first and returns nothing."""
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select
+
+    with create_session() as session:
+        if clear:
+            session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == target_dag_id))
+            return set()
+        query = (
+            select(AssetModel.uri)
+            .join(AssetDagRunQueue, AssetDagRunQueue.asset_id == AssetModel.id)
+            .where(AssetDagRunQueue.target_dag_id == target_dag_id)
+        )
+        return set(session.scalars(query))

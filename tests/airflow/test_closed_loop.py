@@ -27,7 +27,7 @@ import requests
 
 from scripts.shifted_applicants import shifted
 from scripts.tracking_server import free_port, stop_group
-from tests.airflow.conftest import AnswerFactory, asset_events, run_dag, small_training
+from tests.airflow.conftest import AnswerFactory, asset_events, queued_assets, run_dag, small_training
 from tests.conftest import RedisProcess
 from tests.monitoring.conftest import applicant_rows, wait_until_ready
 
@@ -151,15 +151,19 @@ def test_drift_to_a_new_production_version_served_without_a_failed_request(
         window = {"window_start": f"{loop_started:.3f}", "window_end": f"{time.time():.3f}"}
         time.sleep(0.5)  # the gateway's log writer flushes every 0.1 s
 
+        queued_assets("credit_retrain", clear=True)
         drift_run, states = run_dag(dag_bag, "credit_drift", {"registered_model": name, **window})
         assert states["alert_retraining"] == "success", states
         (alert,) = asset_events("credit_drift_alert", drift_run)
         assert alert.extra["report_run_ids"] and alert.extra["model"] == name
+        assert queued_assets("credit_retrain") == {"credit_drift_alert"}  # what a scheduler would start now
         flagged = time.time()
 
+        queued_assets("credit_promote", clear=True)
         retrain_run, states = run_dag(dag_bag, "credit_retrain", training)
         assert set(states.values()) == {"success"}, states
         (staged,) = asset_events("credit_staging_version", retrain_run)
+        assert queued_assets("credit_promote") == {"credit_staging_version"}
         new_version = staged.extra["version"]
         assert new_version != old_version
         registered = time.time()
