@@ -54,7 +54,7 @@ drift-shifted: venv ## Drift report of a shifted copy of the data (income halved
 
 stop: venv ## Stop what `make run`, `make monitoring` and `make airflow` started: gateway, Airflow, local Redis, tracking server, Prometheus
 	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid
-	-[ -f .airflow/standalone.pid ] && kill $$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
+	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
 	python scripts/local_monitoring.py stop --state .monitoring
 	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
@@ -63,7 +63,7 @@ airflow: venv ## Airflow 3 (standalone: scheduler, API/UI on 127.0.0.1:8080) run
 	MLFLOW_PORT=$(PORT) scripts/local_airflow.sh
 
 stop-airflow: ## Stop what `make airflow` started
-	-[ -f .airflow/standalone.pid ] && kill $$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
+	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
 
 notebooks: venv ## Open notebooks/ in JupyterLab (127.0.0.1:8888) against the tracking server on $(PORT)
 	PYTHONPATH=$(CURDIR) MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(PORT)} \

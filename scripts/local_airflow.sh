@@ -33,7 +33,9 @@ export MONITORING_PUSHGATEWAY_URL
 if [ -f "$home/standalone.pid" ] && kill -0 "$(cat "$home/standalone.pid")" 2>/dev/null; then
     echo "airflow: already running (pid $(cat "$home/standalone.pid")); make stop-airflow to stop it"
 else
-    nohup airflow standalone >"$home/standalone.log" 2>&1 &
+    # A session of its own: standalone's scheduler, triggerer, DAG processor and API server are stopped together by
+    # signalling the process group (`make stop-airflow`); killing standalone alone leaves some of them running.
+    setsid nohup airflow standalone >"$home/standalone.log" 2>&1 &
     echo $! >"$home/standalone.pid"
 fi
 
