@@ -223,15 +223,17 @@ class GatewayProcess:
 
 
 @contextmanager
-def running_gateway(served: Served, folder: Path, redis_url: str, **settings: str) -> Iterator[GatewayProcess]:
-    """A 2-worker gateway of `served` on a free port with state in `folder`; `settings` add or override variables
+def running_gateway(
+    tracking_uri: str, model_name: str, folder: Path, redis_url: str, **settings: str
+) -> Iterator[GatewayProcess]:
+    """A 2-worker gateway of `model_name` on a free port with state in `folder`; `settings` add or override variables
     (SERVING_RELOAD_INTERVAL_S=...). Stopped with its whole process group: a SIGKILL to the master alone would
     orphan its workers."""
     port = free_port()
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": served.url,
-        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "CREDIT_REGISTERED_MODEL_NAME": model_name,
         "REDIS_URL": redis_url,
         "SERVING_BIND": f"127.0.0.1:{port}",
         "SERVING_WORKERS": "2",
@@ -248,6 +250,6 @@ def running_gateway(served: Served, folder: Path, redis_url: str, **settings: st
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, 90, process, log_path)
-        yield GatewayProcess(url, redis_url, served.model_name, served.url, log_path, process)
+        yield GatewayProcess(url, redis_url, model_name, tracking_uri, log_path, process)
     finally:
         stop_group(process.pid, timeout=30, process=process)

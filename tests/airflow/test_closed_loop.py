@@ -10,13 +10,11 @@ rather than waiting for a scheduler to pick it up.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,9 @@ import pytest
 import requests
 
 from scripts.shifted_applicants import shifted
-from scripts.tracking_server import free_port, stop_group
 from tests.airflow.conftest import AnswerFactory, asset_events, queued_assets, run_dag, small_training
-from tests.conftest import RedisProcess
-from tests.monitoring.conftest import applicant_rows, wait_until_ready
+from tests.conftest import RedisProcess, running_gateway
+from tests.monitoring.conftest import applicant_rows
 
 pytestmark = pytest.mark.integration
 
@@ -72,46 +69,31 @@ class Traffic:
 class LoopGateway:
     """A Redis and gunicorn gateways (2 workers) polling the registry every second, started for a model by name."""
 
-    def __init__(self, tracking_uri: str, folder: Path):
-        self.tracking_uri, self.folder = tracking_uri, folder
+    def __init__(self, tracking_uri: str, folder: Path, running: ExitStack):
+        self.tracking_uri, self.folder, self.running = tracking_uri, folder, running
         self.redis = RedisProcess(folder)
-        self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self, model_name: str) -> str:
-        port = free_port()
-        env = {
-            **os.environ,
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "CREDIT_REGISTERED_MODEL_NAME": model_name,
-            "REDIS_URL": self.redis.url,
-            "SERVING_BIND": f"127.0.0.1:{port}",
-            "SERVING_WORKERS": "2",
-            "SERVING_RELOAD_INTERVAL_S": "1",  # hot reload by polling: a promotion is served within a second or two
-            "SERVING_MODEL_CACHE_DIR": str(self.folder / "models"),
-            "PROMETHEUS_MULTIPROC_DIR": str(self.folder / "metrics"),
-            "SERVING_PREDICTION_LOG_FLUSH_S": "0.1",
-        }
-        log_path = self.folder / "gateway.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        gateway = self.running.enter_context(
+            running_gateway(
+                self.tracking_uri,
+                model_name,
+                self.folder,
+                self.redis.url,
+                SERVING_RELOAD_INTERVAL_S="1",  # hot reload by polling: a promotion is served within a second or two
+                SERVING_PREDICTION_LOG_FLUSH_S="0.1",
             )
-        self.processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url, process, log_path)
-        return url
+        )
+        return gateway.url
 
 
 @pytest.fixture
 def loop_gateway(mlflow_server: str, tmp_path: Path) -> Iterator[LoopGateway]:
-    gateway = LoopGateway(mlflow_server, tmp_path)
-    gateway.redis.start()
-    try:
+    with ExitStack() as running:
+        gateway = LoopGateway(mlflow_server, tmp_path, running)
+        gateway.redis.start()
+        running.callback(gateway.redis.stop)
         yield gateway
-    finally:
-        for process in gateway.processes:
-            stop_group(process.pid, timeout=30, process=process)
-        gateway.redis.stop()
 
 
 def test_drift_to_a_new_production_version_served_without_a_failed_request(
