@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted
+.PHONY: gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted airflow stop-airflow
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -52,11 +52,18 @@ drift-shifted: venv ## Drift report of a shifted copy of the data (income halved
 		MONITORING_PUSHGATEWAY_URL=$${MONITORING_PUSHGATEWAY_URL:-$$(python scripts/local_monitoring.py pushgateway-url)} \
 		python -m monitoring.drift --file .monitoring/shifted_applicants.csv
 
-stop: venv ## Stop what `make run` and `make monitoring` started: gateway, local Redis, tracking server, Prometheus
+stop: venv ## Stop what `make run`, `make monitoring` and `make airflow` started: gateway, Airflow, local Redis, tracking server, Prometheus
 	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid
+	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
 	python scripts/local_monitoring.py stop --state .monitoring
 	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
+
+airflow: venv ## Airflow 3 (standalone: scheduler, API/UI on 127.0.0.1:8080) running airflow/dags against `make run`'s stack (state in .airflow)
+	MLFLOW_PORT=$(PORT) scripts/local_airflow.sh
+
+stop-airflow: ## Stop what `make airflow` started
+	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
 
 notebooks: venv ## Open notebooks/ in JupyterLab (127.0.0.1:8888) against the tracking server on $(PORT)
 	PYTHONPATH=$(CURDIR) MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(PORT)} \

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,6 +78,13 @@ class GateReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateReport:
+        """The report back from `to_dict()` (a report handed between processes, e.g. between two Airflow tasks)."""
+        checks = [Check(**check) for check in data["checks"]]
+        fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data and name != "checks"}
+        return cls(checks=checks, **fields)
 
     def to_markdown(self) -> str:
         incumbent = f"version {self.incumbent_version}" if self.incumbent_version else "none (first deployment)"

@@ -116,6 +116,73 @@ def stage(
     return MoveResult("stage", name, from_version, version, message, None, audit_run_id)
 
 
+@dataclass(frozen=True)
+class GateEvaluation:
+    """The gate's verdict on a version against production, before anything moves.
+
+    `report` is None when the version is already in production: there is nothing to evaluate.
+    """
+
+    model: str
+    version: str
+    incumbent_version: str | None
+    report: gate.GateReport | None
+
+
+def gate_report(version: str | None = None, settings: RegistrySettings | None = None) -> GateEvaluation:
+    """The gate report of `version` (default: the `staging` version) against `production`; moves and records
+    nothing (what the promotion DAG shows a reviewer before `promote` moves the alias)."""
+    settings = settings or RegistrySettings()
+    client = MlflowClient(settings.tracking_uri)
+    require_model(client, settings.model_name)
+    return _evaluate(client, settings, version)
+
+
+def record_refusal(
+    settings: RegistrySettings, evaluation: GateEvaluation, actor: str, reason: str, report: gate.GateReport | None
+) -> str:
+    """Record in the audit trail that promoting the evaluated version was refused (by the gate or by a person)."""
+    client = MlflowClient(settings.tracking_uri)
+    return audit.start(
+        client,
+        settings,
+        "promote",
+        evaluation.incumbent_version,
+        evaluation.version,
+        actor,
+        reason,
+        False,
+        report,
+        outcome="refused",
+    )
+
+
+def _version_to_promote(client: MlflowClient, name: str, version: str | None) -> str:
+    if version is None:
+        staged = version_for_alias(client, name, STAGING_ALIAS)
+        if staged is None:
+            raise RegistryError(f"{name} has no alias {STAGING_ALIAS!r}: give the version to promote")
+        return str(staged.version)
+    return str(get_version(client, name, version).version)
+
+
+def _evaluate(client: MlflowClient, settings: RegistrySettings, version: str | None) -> GateEvaluation:
+    name = settings.model_name
+    version = _version_to_promote(client, name, version)
+    incumbent_version = version_for_alias(client, name, PRODUCTION_ALIAS)
+    if incumbent_version is not None and incumbent_version.version == version:
+        return GateEvaluation(name, version, version, None)
+    candidate = load_version(client, name, version, settings)
+    incumbent = load_version(client, name, incumbent_version.version, settings) if incumbent_version else None
+    evaluation = gate.newest_evaluation_data(
+        client,
+        list(client.search_model_versions(f"name = '{name}'")),
+        gate.evaluation_columns(candidate, incumbent),
+    )
+    report = gate.evaluate(candidate, incumbent, evaluation, settings)
+    return GateEvaluation(name, version, incumbent.version if incumbent else None, report)
+
+
 def promote(
     version: str | None = None,
     force: bool = False,
@@ -131,29 +198,13 @@ def promote(
     require_model(client, name)
     if force and not reason.strip():
         raise RegistryError("a forced promotion needs a reason (--reason)")
-    if version is None:
-        staged = version_for_alias(client, name, STAGING_ALIAS)
-        if staged is None:
-            raise RegistryError(f"{name} has no alias {STAGING_ALIAS!r}: give the version to promote")
-        version = staged.version
-    else:
-        version = get_version(client, name, version).version
-    incumbent_version = version_for_alias(client, name, PRODUCTION_ALIAS)
-    if incumbent_version is not None and incumbent_version.version == version:
+    evaluated = _evaluate(client, settings, version)
+    version, previous, report = evaluated.version, evaluated.incumbent_version, evaluated.report
+    if report is None:
         return MoveResult("no-op", name, version, version, f"{name} version {version} is already in production")
-
-    candidate = load_version(client, name, version, settings)
-    incumbent = load_version(client, name, incumbent_version.version, settings) if incumbent_version else None
-    evaluation = gate.newest_evaluation_data(
-        client,
-        list(client.search_model_versions(f"name = '{name}'")),
-        gate.evaluation_columns(candidate, incumbent),
-    )
-    report = gate.evaluate(candidate, incumbent, evaluation, settings)
     report.forced, report.reason = force and not report.passed, reason or None
-    previous = incumbent.version if incumbent else None
     if not report.passed and not force:
-        audit.start(client, settings, "promote", previous, version, actor, reason, False, report, outcome="refused")
+        record_refusal(settings, evaluated, actor, reason, report)
         raise gate.GateRefusedError(report)
 
     audit_run_id = audit.start(client, settings, "promote", previous, version, actor, reason, report.forced, report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from registry.settings import RegisteredModelSettings
@@ -13,6 +14,9 @@ class PipelineSettings(RegisteredModelSettings):
     # Runs started outside `mlflow run` go to this experiment; unset, to the one named like the registered model, so
     # that the runs of another model (`--registered-model`) do not mix with the credit-scoring runs.
     experiment_name: str | None = None
+    # Extra tags on every step's run: the Airflow DAG run and task that made it, so a retried task finds the run an
+    # earlier attempt finished (orchestration.retrain) instead of training again.
+    run_tags: dict[str, str] = Field(default_factory=dict)
 
     @property
     def experiment(self) -> str:

@@ -77,7 +77,8 @@ def step_run(step: str, settings: PipelineSettings) -> Iterator[mlflow.ActiveRun
         nested = mlflow.active_run() is not None
         if not nested and not os.environ.get("MLFLOW_RUN_ID"):
             mlflow.set_experiment(settings.experiment)
-        with mlflow.start_run(run_name=step, nested=nested, tags={STEP_TAG: step, **git_tags()}) as run:
+        tags = {**settings.run_tags, STEP_TAG: step, **git_tags()}
+        with mlflow.start_run(run_name=step, nested=nested, tags=tags) as run:
             try:
                 yield run
             except BaseException as error:

@@ -224,10 +224,15 @@ class GatewayProcess:
 
 @contextmanager
 def running_gateway(
-    served: Served, folder: Path, redis_url: str, python: str | Path = sys.executable, **settings: str
+    tracking_uri: str,
+    model_name: str,
+    folder: Path,
+    redis_url: str,
+    python: str | Path = sys.executable,
+    **settings: str,
 ) -> Iterator[GatewayProcess]:
-    """A 2-worker gateway of `served` on a free port with state in `folder`, run by the interpreter `python` (another
-    venv's, e.g. .venv-serving, with this checkout on its path); `settings` add or override variables
+    """A 2-worker gateway of `model_name` on a free port with state in `folder`, run by the interpreter `python`
+    (another venv's, e.g. .venv-serving, with this checkout on its path); `settings` add or override variables
     (SERVING_RELOAD_INTERVAL_S=...). Stopped with its whole process group: a SIGKILL to the master alone would
     orphan its workers."""
     port = free_port()
@@ -235,8 +240,8 @@ def running_gateway(
         # Not this venv's: `python` finds its own packages from its own location.
         **{k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))},
         "PYTHONPATH": str(REPO_ROOT),
-        "MLFLOW_TRACKING_URI": served.url,
-        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "CREDIT_REGISTERED_MODEL_NAME": model_name,
         "REDIS_URL": redis_url,
         "SERVING_BIND": f"127.0.0.1:{port}",
         "SERVING_WORKERS": "2",
@@ -258,6 +263,6 @@ def running_gateway(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, 90, process, log_path)
-        yield GatewayProcess(url, redis_url, served.model_name, served.url, log_path, process)
+        yield GatewayProcess(url, redis_url, model_name, tracking_uri, log_path, process)
     finally:
         stop_group(process.pid, timeout=30, process=process)

@@ -37,7 +37,9 @@ def gateway_process(served: Served, tmp_path_factory: pytest.TempPathFactory) ->
     redis_server = RedisProcess(folder)
     redis_server.start()
     try:
-        with running_gateway(served, folder, redis_server.url, SERVING_PREDICTION_LOG_FLUSH_S="0.1") as gateway:
+        with running_gateway(
+            served.url, served.model_name, folder, redis_server.url, SERVING_PREDICTION_LOG_FLUSH_S="0.1"
+        ) as gateway:
             yield gateway
     finally:
         redis_server.stop()

@@ -32,7 +32,8 @@ def gateway(served: Served, tmp_path: Path) -> Iterator[GatewayProcess]:
     redis_server.start()
     try:
         with running_gateway(
-            served,
+            served.url,
+            served.model_name,
             tmp_path,
             redis_server.url,
             SERVING_RELOAD_INTERVAL_S="0.5",

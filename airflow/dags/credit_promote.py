@@ -1,0 +1,161 @@
+"""credit_promote: the registry gate on `staging` vs `production`, an optional human sign-off, then the move.
+
+Daily, and whenever credit_retrain emits a `credit_staging_version` Asset event. `evaluate_gate` moves nothing: it
+logs the gate report and ends the run when there is nothing to do or the gate refuses (the refusal is in the audit
+trail). With `require_approval` on, an ApprovalOperator shows the report and waits (3 days at most); "Reject" skips
+the promotion and `record_rejection` writes the refusal to the audit trail once. `promote` moves exactly the version
+that was evaluated; the DAG run (and the approver) is the actor in the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+from orchestration.dag_policy import (
+    APPROVAL_TIMEOUT,
+    PROMOTE_CRON,
+    PROMOTE_DAG_ID,
+    STAGING_VERSION_ASSET,
+    network_retries,
+)
+
+STAGING_VERSION = Asset(STAGING_VERSION_ASSET)
+GATE_TASK = "evaluate_gate"
+APPROVAL_TASK = "approval"
+ANSWER_KEY = "answer"
+logger = logging.getLogger(__name__)
+
+
+def _settings() -> Any:
+    from orchestration.promotion import registry_settings_for
+
+    params = get_current_context()["params"]
+    return registry_settings_for(str(params["registered_model"]), bool(params["mirror_stages"]))
+
+
+def _actor() -> str:
+    from orchestration.promotion import dag_actor
+
+    ti = get_current_context()["ti"]
+    return dag_actor(ti.dag_id, ti.run_id)
+
+
+class RecordedApproval(ApprovalOperator):
+    """The standard ApprovalOperator that also keeps the answer (option and who chose it) in the XCom `answer`.
+
+    On "Reject" the operator skips its downstream tasks by raising, and its return value (the answer) is then never
+    pushed: `record_rejection` would not know who rejected.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" not in event:
+            answer = {"chosen_options": event["chosen_options"], "responded_by_user": event.get("responded_by_user")}
+            context["ti"].xcom_push(key=ANSWER_KEY, value=answer)
+        return super().execute_complete(context, event)
+
+
+def _answer() -> Any:
+    return get_current_context()["ti"].xcom_pull(task_ids=APPROVAL_TASK, key=ANSWER_KEY)
+
+
+def _fail_fast(error: Exception) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(str(error))
+
+
+@dag(
+    dag_id=PROMOTE_DAG_ID,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(PROMOTE_CRON, timezone="UTC"), assets=[STAGING_VERSION]
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,  # one evaluation of the current staging version is all a missed day needs
+    max_active_runs=1,  # one pending sign-off at a time: two runs could otherwise promote two versions in turn
+    default_args={**network_retries(), "execution_timeout": timedelta(minutes=10)},
+    params={
+        "registered_model": Param("", type="string", description="empty: CREDIT_REGISTERED_MODEL_NAME"),
+        "require_approval": Param(True, type="boolean", description="ask a person to sign off before the move"),
+        "mirror_stages": Param(True, type="boolean", description="also move the deprecated MLflow stages"),
+    },
+    tags=["credit-scoring", "registry"],
+    doc_md=__doc__,
+)
+def credit_promote() -> None:
+    @task(task_id=GATE_TASK, multiple_outputs=False)  # one XCom: the decision as a whole
+    def evaluate_gate() -> dict[str, Any]:
+        """Gate report of staging vs production, logged as Markdown; nothing is moved."""
+        from orchestration.failures import USER_ERRORS
+        from orchestration.promotion import evaluate_staging
+
+        try:
+            decision = evaluate_staging(_settings(), _actor())
+        except USER_ERRORS as error:
+            raise _fail_fast(error) from error
+        logger.info("%s", decision.message)
+        if decision.markdown:
+            logger.info("gate report:\n%s", decision.markdown)
+        return decision.as_xcom()
+
+    @task.branch(retries=0)
+    def route(decision: dict[str, Any]) -> list[str]:
+        """Stop unless the gate passed; then the sign-off, or straight to the move without `require_approval`."""
+        if decision["status"] != "passed":
+            logger.info("nothing to promote: %s", decision["message"])
+            return []
+        if get_current_context()["params"]["require_approval"]:
+            return [APPROVAL_TASK]
+        return ["no_approval_required"]
+
+    approval = RecordedApproval(
+        task_id=APPROVAL_TASK,
+        subject=f"{{{{ ti.xcom_pull(task_ids='{GATE_TASK}')['subject'] }}}}",
+        body=f"{{{{ ti.xcom_pull(task_ids='{GATE_TASK}')['markdown'] }}}}",
+        response_timeout=APPROVAL_TIMEOUT,  # the wait for the answer (Airflow 3.3: the scheduler's sweep)
+        execution_timeout=timedelta(minutes=5),  # the short phase before the wait: writing the request
+        retries=0,  # an answer is given once; a retry would ask again
+    )
+    no_approval_required = EmptyOperator(task_id="no_approval_required")
+
+    # The two tasks below read the gate's decision from XCom rather than taking it as an argument: an argument would
+    # make evaluate_gate a direct upstream, and its success would satisfy their trigger rules after a stop.
+    @task(trigger_rule="none_failed_min_one_success")
+    def promote() -> str:
+        """Move `production` to exactly the evaluated version (the gate runs again at the move)."""
+        from orchestration.failures import USER_ERRORS
+        from orchestration.promotion import GateDecision, approver_of, promote_evaluated
+
+        decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
+        try:
+            result = promote_evaluated(GateDecision.of(decision), approver_of(answer), _actor(), _settings())
+        except USER_ERRORS as error:
+            raise _fail_fast(error) from error
+        logger.info("%s", result.message)
+        return result.message
+
+    @task(trigger_rule="all_skipped")
+    def record_rejection() -> bool:
+        """Runs when `promote` was skipped: if a person rejected the version, say so in the audit trail (once)."""
+        from orchestration.promotion import GateDecision, approver_of, chosen_option
+        from orchestration.promotion import record_rejection as audit_rejection
+
+        decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
+        if chosen_option(answer) != ApprovalOperator.REJECT:
+            logger.info("no rejection to record")
+            return False
+        rejected_by = approver_of(answer) or "unknown user"
+        return audit_rejection(GateDecision.of(decision), rejected_by, _actor(), _settings())
+
+    moved = promote()
+    route(evaluate_gate()) >> [approval, no_approval_required] >> moved
+    moved >> record_rejection()
+
+
+credit_promote()

@@ -1,0 +1,140 @@
+"""credit_retrain: prepare → train → convert → quantize → benchmark → register, weekly and on a drift alert.
+
+Each task runs one pipeline step (`orchestration.retrain`) and hands the next one its MLflow run id (never a local
+path), so tasks may run on different workers. `register` stages the candidate (it never promotes: that is
+credit_promote's gate and sign-off) and emits an event of the Asset `credit_staging_version` with the version and
+run ids. Nothing heavy is imported here: task bodies import the packages when they run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+from orchestration.dag_policy import (
+    DRIFT_ALERT_ASSET,
+    RETRAIN_CRON,
+    RETRAIN_DAG_ID,
+    STAGING_VERSION_ASSET,
+    network_retries,
+)
+
+DATA_PATH = Path(__file__).resolve().parents[2] / "data" / "credit_data.csv"
+DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET)
+STAGING_VERSION = Asset(STAGING_VERSION_ASSET)
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+def _run(work: Callable[..., T]) -> T:
+    """Call `work(params, task_run, settings)` for the running task; a user mistake fails it without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from orchestration.failures import USER_ERRORS
+    from orchestration.retrain import RetrainParams, TaskRun, pipeline_settings
+
+    context = get_current_context()
+    ti = context["ti"]
+    try:
+        params = RetrainParams.of(context["params"])
+        return work(params, TaskRun(ti.dag_id, ti.run_id, ti.task_id), pipeline_settings(params))
+    except USER_ERRORS as error:
+        raise AirflowFailException(str(error)) from error
+
+
+@dag(
+    dag_id=RETRAIN_DAG_ID,
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(RETRAIN_CRON, timezone="UTC"), assets=[DRIFT_ALERT]),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,  # a missed week is not worth training for afterwards: the next run trains on the newest data
+    max_active_runs=1,  # two trainings at once would race to stage their candidates
+    dagrun_timeout=timedelta(hours=3),
+    default_args={**network_retries(), "execution_timeout": timedelta(minutes=30)},
+    params={
+        "data_path": Param(str(DATA_PATH), type="string", description="CSV file of applicants, on the workers"),
+        "target": Param("Status", type="string"),
+        "positive_label": Param("bad", type="string", description="the target value that means default"),
+        "registered_model": Param("", type="string", description="empty: CREDIT_REGISTERED_MODEL_NAME"),
+        "experiment_name": Param("", type="string", description="empty: the experiment named like the model"),
+        "candidate": Param("auto", enum=["auto", "fp32", "int8"]),
+        "quantization": Param("dynamic", enum=["dynamic", "static"]),
+        "seed": Param(42, type="integer"),
+        "hidden_layers": Param("128-64", type="string", description="layer sizes, e.g. 64-32"),
+        "alpha": Param(0.1, type="number", minimum=0),
+        "max_epochs": Param(200, type="integer", minimum=1),
+        "patience": Param(15, type="integer", minimum=1),
+        "cv_folds": Param(5, type="integer", minimum=0, description="0 turns cross-validation off"),
+        "batch_sizes": Param("1 32 1024", type="string"),
+        "benchmark_repeats": Param(2000, type="integer", minimum=1),
+        "categorical_columns": Param("", type="string", description="comma-separated integer-coded categories"),
+        "drop_columns": Param("", type="string", description="comma-separated columns that are not features"),
+        "allow_schema_change": Param(False, type="boolean"),
+    },
+    tags=["credit-scoring", "training"],
+    doc_md=__doc__,
+)
+def credit_retrain() -> None:
+    @task
+    def prepare() -> str:
+        """Validate and split the data; refuse other inputs than production's before any training."""
+        from orchestration.retrain import check_inputs, prepare_data
+
+        def work(params: Any, task_run: Any, settings: Any) -> str:
+            events = get_current_context().get("triggering_asset_events") or {}
+            for asset, asset_events in events.items():
+                for event in asset_events:
+                    logger.info("triggered by %s: %s", asset, event.extra)
+            run_id = prepare_data(params, task_run, settings)
+            check_inputs(run_id, params, settings)
+            return run_id
+
+        return _run(work)
+
+    @task
+    def train(prepare_run_id: str) -> str:
+        from orchestration.retrain import train_model
+
+        return _run(lambda params, task_run, settings: train_model(prepare_run_id, params, task_run, settings))
+
+    @task
+    def convert(train_run_id: str) -> str:
+        from orchestration.retrain import convert_model
+
+        return _run(lambda params, task_run, settings: convert_model(train_run_id, task_run, settings))
+
+    @task
+    def quantize(convert_run_id: str) -> str:
+        from orchestration.retrain import quantize_model
+
+        return _run(lambda params, task_run, settings: quantize_model(convert_run_id, params, task_run, settings))
+
+    @task
+    def benchmark(quantize_run_id: str) -> str:
+        from orchestration.retrain import benchmark_models
+
+        return _run(lambda params, task_run, settings: benchmark_models(quantize_run_id, params, task_run, settings))
+
+    @task(outlets=[STAGING_VERSION], execution_timeout=timedelta(minutes=10), multiple_outputs=False)
+    def register(benchmark_run_id: str) -> dict[str, object]:
+        """Register both precisions and stage the candidate; the Asset event carries the version and run ids."""
+        from orchestration.retrain import register as register_versions
+
+        context = get_current_context()
+        actor = f"airflow {context['ti'].dag_id}/{context['ti'].run_id}"
+        registered = _run(
+            lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings)
+        )
+        extra = registered.as_extra()
+        context["outlet_events"][STAGING_VERSION].extra = extra
+        return extra
+
+    register(benchmark(quantize(convert(train(prepare())))))
+
+
+credit_retrain()

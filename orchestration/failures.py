@@ -1,0 +1,13 @@
+"""Which errors are a person's mistake or a decision (a bad Param, a refused gate, a schema change) rather than a
+flaky server: a DAG task fails on them at once instead of retrying."""
+
+from __future__ import annotations
+
+from monitoring.errors import MonitoringInputError
+from orchestration.settings import OrchestrationError
+from registry.errors import RegistryError
+from steps.errors import StepError
+
+# StepError: a user mistake or a failed check of a step (parity, say). RegistryError covers GateRefusedError and
+# SchemaChangeError: retrying would only record the refusal again.
+USER_ERRORS: tuple[type[Exception], ...] = (OrchestrationError, StepError, RegistryError, MonitoringInputError)

@@ -1,0 +1,81 @@
+"""Settings of the DAGs' tasks: which tracking server (from `MLFLOW_TRACKING_URI`, else an Airflow connection) and
+which registered model. Resolved when a task runs, never when a DAG file is parsed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from registry.settings import RegisteredModelSettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONNECTION_ID = "mlflow_default"
+
+
+class ConnectionLike(Protocol):
+    """What is read of an Airflow connection (airflow.sdk.Connection has these attributes)."""
+
+    @property
+    def conn_type(self) -> str | None: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def schema(self) -> str | None: ...
+
+
+class OrchestrationError(Exception):
+    """A mistake in a DAG's configuration or Params, meant for the person who triggered it."""
+
+
+class OrchestrationSettings(RegisteredModelSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore", populate_by_name=True)
+
+    # Used only when MLFLOW_TRACKING_URI is unset: an Airflow connection (UI, `airflow connections add`, or
+    # AIRFLOW_CONN_MLFLOW_DEFAULT='http://mlflow:5000') holding the tracking server's address.
+    mlflow_conn_id: str = Field(
+        default=DEFAULT_CONNECTION_ID, validation_alias=AliasChoices("CREDIT_MLFLOW_CONN_ID", "mlflow_conn_id")
+    )
+
+    def resolved_tracking_uri(self, lookup: Callable[[str], ConnectionLike] | None = None) -> str:
+        """The tracking URI: `MLFLOW_TRACKING_URI` if set, else the address held by the Airflow connection."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        connection = (lookup or airflow_connection)(self.mlflow_conn_id)
+        return connection_uri(connection, self.mlflow_conn_id)
+
+
+def airflow_connection(conn_id: str) -> ConnectionLike:
+    """The Airflow connection `conn_id` (imported here: the rest of the package runs without Airflow)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        connection: ConnectionLike = BaseHook.get_connection(conn_id)
+    except Exception as error:  # Airflow raises its own "not defined" error; the message says what to set instead
+        raise OrchestrationError(
+            f"MLFLOW_TRACKING_URI is not set and the Airflow connection {conn_id!r} (CREDIT_MLFLOW_CONN_ID) cannot be "
+            f"read: {error}"
+        ) from error
+    return connection
+
+
+def connection_uri(connection: ConnectionLike, conn_id: str) -> str:
+    """`http://host:port/path` of a connection whose type is the scheme (`http`, `https`) and whose host is the
+    server; a host that is already a URL is taken as it is."""
+    host = (connection.host or "").strip()
+    if not host:
+        raise OrchestrationError(f"the Airflow connection {conn_id!r} has no host: set it to the tracking server")
+    if "://" in host:
+        return host.rstrip("/")
+    scheme = (connection.conn_type or "http").lower()
+    if scheme not in ("http", "https"):
+        scheme = "http"
+    address = f"{host}:{connection.port}" if connection.port else host
+    path = f"/{connection.schema.strip('/')}" if connection.schema else ""
+    return f"{scheme}://{address}{path}"

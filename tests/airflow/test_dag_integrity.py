@@ -1,0 +1,128 @@
+"""Every file in airflow/dags imports without errors, defines the expected DAGs (tasks, schedules, Params, retries,
+timeouts, max_active_runs), and does no database or network work and no heavy import when it is parsed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.airflow.conftest import AIRFLOW_ENV, DAGS_FOLDER, REPO_ROOT, load_dag
+
+EXPECTED_DAGS = {
+    "credit_retrain": ["prepare", "train", "convert", "quantize", "benchmark", "register"],
+    "credit_promote": ["evaluate_gate", "route", "approval", "no_approval_required", "promote", "record_rejection"],
+    "credit_drift": ["measure", "drift_found", "alert_retraining"],
+}
+HEAVY_MODULES = ["mlflow", "sklearn", "pandas", "onnxruntime", "evidently", "steps", "registry", "monitoring", "redis"]
+
+
+def test_every_dag_file_imports_without_errors(dag_bag: Any) -> None:
+    assert dag_bag.import_errors == {}
+    assert sorted(dag_bag.dag_ids) == sorted(EXPECTED_DAGS)
+    assert sorted(path.name for path in DAGS_FOLDER.glob("*.py")) == sorted(f"{d}.py" for d in EXPECTED_DAGS)
+    assert not (DAGS_FOLDER.parent / "__init__.py").exists()  # airflow/ is not a Python package
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_tasks_and_run_policy(dag_bag: Any, dag_id: str) -> None:
+    dag = load_dag(dag_bag, dag_id)
+    assert sorted(dag.task_ids) == sorted(EXPECTED_DAGS[dag_id])
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    for task in dag.tasks:
+        if task.task_id in ("approval", "route", "drift_found", "record_rejection", "no_approval_required"):
+            continue
+        assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
+        assert task.execution_timeout is not None and task.execution_timeout <= timedelta(minutes=30), task.task_id
+
+
+def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any) -> None:
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    dag = load_dag(dag_bag, "credit_retrain")
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["credit_drift_alert"]
+    assert isinstance(dag.timetable.timetable, CronTriggerTimetable)
+    assert (dag.timetable.timetable.expression, str(dag.timetable.timetable.timezone)) == ("0 3 * * 1", "UTC")
+    assert [asset.name for asset in dag.get_task("register").outlets] == ["credit_staging_version"]
+    assert set(dag.params) == {
+        "data_path", "target", "positive_label", "registered_model", "experiment_name", "candidate", "quantization",
+        "seed", "hidden_layers", "alpha", "max_epochs", "patience", "cv_folds", "batch_sizes", "benchmark_repeats",
+        "categorical_columns", "drop_columns", "allow_schema_change",
+    }  # fmt: skip
+    assert dag.params["allow_schema_change"] is False and dag.params["max_epochs"] == 200
+
+
+def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: Any) -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk import AssetOrTimeSchedule
+
+    dag = load_dag(dag_bag, "credit_promote")
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["credit_staging_version"]
+    assert dag.timetable.timetable.expression == "0 6 * * *"
+    assert dag.params["require_approval"] is True and dag.params["mirror_stages"] is True
+    assert "force" not in dag.params  # a forced promotion stays a CLI act, with a reason
+    approval = dag.get_task("approval")
+    assert isinstance(approval, ApprovalOperator) and approval.retries == 0
+    assert approval.response_timeout == timedelta(days=3)
+    assert dag.get_task("promote").upstream_task_ids == {"approval", "no_approval_required"}
+    assert dag.get_task("record_rejection").upstream_task_ids == {"promote"}
+
+
+def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_bag: Any) -> None:
+    from airflow.sdk import CronDataIntervalTimetable
+
+    dag = load_dag(dag_bag, "credit_drift")
+    assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.timetable.expression == "0 * * * *"
+    assert [asset.name for asset in dag.get_task("alert_retraining").outlets] == ["credit_drift_alert"]
+    assert dag.get_task("alert_retraining").upstream_task_ids == {"measure", "drift_found"}
+
+
+PROBE = """
+import json, runpy, socket, sys
+attempts = []
+def refuse(self, address, *args):
+    attempts.append(str(address))
+    raise OSError("no network at DAG parse time")
+socket.socket.connect = refuse
+heavy = json.loads(sys.argv[1])
+found = {}
+for path in sys.argv[2:]:
+    runpy.run_path(path)
+    found[path.rsplit("/", 1)[-1]] = {
+        "connections": list(attempts), "heavy": sorted(name for name in heavy if name in sys.modules)
+    }
+print(json.dumps(found))
+"""
+
+
+def test_parsing_the_dag_files_does_no_database_network_or_heavy_work(tmp_path: Path) -> None:
+    """Each file parsed in a fresh process (one after the other) with sockets refused and an empty AIRFLOW_HOME."""
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    env = {
+        **AIRFLOW_ENV,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO_ROOT),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # a server that does not exist: nothing may call it
+    }
+    files = [str(DAGS_FOLDER / f"{dag_id}.py") for dag_id in sorted(EXPECTED_DAGS)]
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY_MODULES), *files],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {f"{dag_id}.py": {"connections": [], "heavy": []} for dag_id in sorted(EXPECTED_DAGS)}
+    assert not (home / "airflow.db").exists()  # no metadata database touched, not even created

@@ -1,0 +1,79 @@
+"""The DAGs' plain functions that need no server: Params checks, the tracking server from an Airflow connection,
+drift windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from orchestration.drift import window_of
+from orchestration.promotion import approver_of, chosen_option
+from orchestration.retrain import RetrainParams
+from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
+from tests.airflow.conftest import require_airflow
+
+
+def test_a_bad_param_names_the_param() -> None:
+    with pytest.raises(OrchestrationError) as error:
+        RetrainParams.of({"quantization": "int4", "max_epochs": 0, "data_path": "/no/such/file.csv"})
+    message = str(error.value)
+    assert "Param quantization: Value error, must be one of dynamic, static, got 'int4'" in message
+    assert "Param max_epochs: Input should be greater than 0" in message
+    assert "Param data_path: Value error, no such file on this worker: /no/such/file.csv" in message
+
+
+@dataclass
+class FakeConnection:
+    """An Airflow connection's fields (airflow.sdk.Connection has the same attributes)."""
+
+    conn_type: str | None
+    host: str | None
+    port: int | None = None
+    schema: str | None = None
+
+
+def test_the_tracking_server_comes_from_the_environment_else_from_the_airflow_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    assert OrchestrationSettings().resolved_tracking_uri(lambda conn_id: pytest.fail("not asked")) == (
+        "http://tracking:5000"
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("CREDIT_MLFLOW_CONN_ID", "mlflow_prod")
+    asked: list[str] = []
+
+    def lookup(conn_id: str) -> FakeConnection:
+        asked.append(conn_id)
+        return FakeConnection("https", "mlflow.internal", 443, "tracking")
+
+    assert OrchestrationSettings().resolved_tracking_uri(lookup) == "https://mlflow.internal:443/tracking"
+    assert asked == ["mlflow_prod"]
+    assert connection_uri(FakeConnection("generic", "http://10.0.0.5:5000/"), "c") == "http://10.0.0.5:5000"
+    with pytest.raises(OrchestrationError, match="the Airflow connection 'c' has no host"):
+        connection_uri(FakeConnection("http", ""), "c")
+
+
+def test_a_real_airflow_connection_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_airflow()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "http://127.0.0.1:5005")
+    assert OrchestrationSettings().resolved_tracking_uri() == "http://127.0.0.1:5005"
+
+
+def test_drift_windows() -> None:
+    spec = window_of(1000.0, 4600.0)
+    assert (spec.start, spec.end) == (1000.0, 4600.0)
+    spec = window_of(1000.0, 4600.0, "2026-12-01T10:00:00Z", "1796126400")
+    assert (spec.start, spec.end) == (1796119200.0, 1796126400.0)
+    with pytest.raises(OrchestrationError, match="Param window_start: expected Unix seconds or an ISO 8601 time"):
+        window_of(0.0, 1.0, "yesterday")
+    with pytest.raises(OrchestrationError, match="the drift window is empty"):
+        window_of(5.0, 5.0)
+
+
+def test_the_answer_of_an_approval() -> None:
+    answer = {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "risk-officer"}}
+    assert (chosen_option(answer), approver_of(answer)) == ("Reject", "risk-officer")
+    assert (chosen_option(None), approver_of(None)) == (None, None)
