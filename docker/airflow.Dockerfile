@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The Airflow image: Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor) with the pipeline's
-# packages, so that the DAGs' tasks call steps/, registry/ and monitoring/ in-process. Installed from
+# packages, so that the DAGs' tasks call orchestration/ (and through it steps/, registry/, monitoring/) in-process. Installed from
 # requirements-pipeline.lock (the `pipeline` and `airflow` extras). The DAGs are mounted at /opt/airflow/dags.
 #   docker build -f docker/airflow.Dockerfile -t credit-scoring/airflow .
 # The base is pinned by tag and by the digest of its multi-architecture index (docs/deployment.md).
@@ -24,7 +24,8 @@ COPY scoring/ scoring/
 COPY registry/ registry/
 COPY steps/ steps/
 COPY monitoring/ monitoring/
-RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring
+COPY orchestration/ orchestration/
+RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring orchestration
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 airflow \

@@ -16,6 +16,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from monitoring.settings import MonitoringSettings
+from orchestration.settings import OrchestrationSettings
 from registry.settings import RegistrySettings
 from serving.settings import ServingSettings
 from steps.settings import PipelineSettings
@@ -39,8 +40,6 @@ STANDARD = {
     "MPLCONFIGDIR",  # matplotlib's config folder (the root filesystem is read-only)
     "AIRFLOW_HOME",  # Airflow's home
 }  # fmt: skip
-# The other engineer's DAGs (issue 11) read these; after the merge they are read by airflow/dags.
-AIRFLOW_DAG_VARIABLES = {"MLFLOW_TRACKING_URI", "CREDIT_MLFLOW_CONN_ID"}
 THIRD_PARTY = {
     "postgres": re.compile(r"POSTGRES_\w+"),  # the postgres image's entrypoint
     "redis": re.compile(r"REDISCLI_AUTH"),  # redis-cli (the health check)
@@ -102,8 +101,9 @@ def readers() -> dict[str, set[str]]:
         "trainer": settings_variables(PipelineSettings) | registry | client,
         # `mlflow server`: MLflow's own variables only.
         "mlflow": mlflow_variables() | STANDARD,
-        # The DAGs' tasks call steps/, registry/ and monitoring/ in-process (plus AIRFLOW__* options, checked apart).
-        "airflow": airflow | AIRFLOW_DAG_VARIABLES,
+        # The DAGs' tasks (orchestration/: OrchestrationSettings) call steps/, registry/ and monitoring/ in-process;
+        # AIRFLOW__* are checked apart, against Airflow's own configuration.
+        "airflow": airflow | settings_variables(OrchestrationSettings),
     }
 
 
@@ -122,16 +122,21 @@ def read_by() -> dict[str, set[str]]:
 
 
 def airflow_option_exists(name: str) -> bool:
-    """AIRFLOW__SECTION__KEY names an option of Airflow's configuration (checked when Airflow is installed)."""
+    """AIRFLOW__SECTION__KEY names an option of the installed Airflow's configuration (the `airflow` extra): its
+    config description, which also lists options without a default (conf.has_option is False for those)."""
     match = re.fullmatch(r"AIRFLOW__([A-Z_]+?)__([A-Z_]+)", name)
     assert match, f"{name} is not of the form AIRFLOW__SECTION__KEY"
-    if importlib.util.find_spec("airflow") is None:
-        # Airflow arrives with issue 11's `airflow` extra; until then only the form is checked. After the merge this
-        # branch is never taken and every option is checked against Airflow's own configuration.
-        return True
     from airflow.configuration import conf
 
-    return bool(conf.has_option(match.group(1).lower(), match.group(2).lower()))
+    section = conf.configuration_description.get(match.group(1).lower(), {})
+    return match.group(2).lower() in section.get("options", {})
+
+
+def test_the_airflow_option_check_refuses_a_made_up_option() -> None:
+    assert airflow_option_exists("AIRFLOW__API_AUTH__JWT_SECRET")
+    assert airflow_option_exists("AIRFLOW__CORE__EXECUTION_API_SERVER_URL")  # no default, still an option
+    assert not airflow_option_exists("AIRFLOW__CORE__NO_SUCH_OPTION")
+    assert not airflow_option_exists("AIRFLOW__NO_SECTION__EXECUTOR")
 
 
 def compose_services() -> dict[str, Any]:

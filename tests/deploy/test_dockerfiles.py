@@ -82,3 +82,17 @@ def test_the_build_context_check_sees_dockerignore_and_every_source() -> None:
     assert not survives_the_build_context("compose/.env")
     sources = copy_sources(REPO / "docker" / "trainer.Dockerfile")
     assert {"MLproject", "python_env.yaml", "conda.yaml", "requirements.lock"} <= set(sources)
+
+
+def test_the_airflow_image_holds_every_package_the_dags_import() -> None:
+    # The DAGs are mounted; what they import (orchestration/, and what it imports) must be in the image.
+    sources = [*(REPO / "airflow" / "dags").glob("*.py"), *(REPO / "orchestration").glob("*.py")]
+    assert sources, "airflow/dags and orchestration/ are missing"
+    imported = {
+        name
+        for path in sources
+        for name in re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), re.M)
+        if (REPO / name / "__init__.py").is_file()
+    }
+    copied = {source.rstrip("/") for source in copy_sources(REPO / "docker" / "airflow.Dockerfile")}
+    assert "orchestration" in imported and imported <= copied, f"not in the Airflow image: {imported - copied}"

@@ -13,9 +13,6 @@ from tests.deploy.conftest import REPO
 FORBIDDEN_IN_SERVING = {
     "pandas", "scikit-learn", "scipy", "matplotlib", "evidently", "skl2onnx", "pyarrow", "mlflow", "apache-airflow",
 }  # fmt: skip
-# Until issue 11's `airflow` extra is merged, the pipeline lock (the Airflow image's) has no Airflow; listed here so
-# that the check below is strict for everything else. Remove after the merge.
-PENDING_IN_PIPELINE = {"apache-airflow"}
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -50,8 +47,8 @@ def test_the_pipeline_lock_has_what_the_trainer_mlflow_and_airflow_images_run(fu
     pipeline = pins(REPO / "requirements-pipeline.lock")
     assert {"mlflow", "scikit-learn", "skl2onnx", "psycopg", "boto3", "evidently"} <= set(pipeline)
     assert not {"pytest", "ruff", "jupyterlab"} & set(pipeline), "dev and notebook tools are not for the images"
-    missing = ({"apache-airflow"} - set(pipeline)) - PENDING_IN_PIPELINE
-    assert not missing
+    # The Airflow image runs the DAGs (the `airflow` extra): Airflow itself and the standard provider (HITL approval).
+    assert {"apache-airflow", "apache-airflow-core", "apache-airflow-providers-standard"} <= set(pipeline)
 
 
 def test_checkov_lives_in_its_own_lock(full: dict[str, str]) -> None:

@@ -72,9 +72,7 @@ def serving_gateway(served: Served, tmp_path: Path) -> Iterator[tuple[str, subpr
     redis_server = RedisProcess(tmp_path)
     redis_server.start()
     try:
-        with running_gateway(
-            served.url, served.model_name, tmp_path, redis_server.url, python=python
-        ) as gateway:
+        with running_gateway(served.url, served.model_name, tmp_path, redis_server.url, python=python) as gateway:
             yield gateway.url, gateway.process
     finally:
         redis_server.stop()
