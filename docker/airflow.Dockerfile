@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The Airflow image: Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor) with the pipeline's
-# packages, so that the DAGs' tasks call steps/, registry/ and monitoring/ in-process. Installed from
+# packages, so that the DAGs' tasks call orchestration/ (and through it steps/, registry/, monitoring/) in-process. Installed from
 # requirements-pipeline.lock (the `pipeline` and `airflow` extras). The DAGs are mounted at /opt/airflow/dags.
 #   docker build -f docker/airflow.Dockerfile -t credit-scoring/airflow .
 # The base is pinned by tag and by the digest of its multi-architecture index (docs/deployment.md).
@@ -24,7 +24,8 @@ COPY scoring/ scoring/
 COPY registry/ registry/
 COPY steps/ steps/
 COPY monitoring/ monitoring/
-RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring
+COPY orchestration/ orchestration/
+RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring orchestration
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 airflow \
@@ -38,7 +39,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     AIRFLOW_HOME=/opt/airflow \
+    TMPDIR=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
+    REGISTRY_CACHE_DIR=/tmp/credit-scoring/models \
     MLFLOW_DISABLE_TELEMETRY=true
 USER 10001:10001
 EXPOSE 8080

@@ -36,7 +36,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/credit-scoring \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
+    REGISTRY_CACHE_DIR=/tmp/credit-scoring/models \
     MLFLOW_DISABLE_TELEMETRY=true
 USER 10001:10001
 EXPOSE 5000

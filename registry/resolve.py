@@ -17,7 +17,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from registry.errors import RegistryError, is_not_found
+from registry.errors import RegistryError, first_line, is_not_found
 from registry.settings import RegistrySettings
 from scoring.contract import DECISION_THRESHOLD_METADATA, FEATURE_SCHEMA_METADATA, ONNX_FILE, PRECISION_TAG
 from scoring.schema import FeatureSchema
@@ -81,8 +81,15 @@ def _cached_download(client: MlflowClient, name: str, version: str, cache_dir: P
     target = cache_dir / name / version
     if (target / ONNX_FILE).is_file() and (target / "MLmodel").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    except OSError as error:
+        # A read-only root filesystem or a home folder that does not exist (containers): the user's to fix.
+        raise RegistryError(
+            f"cannot create the model cache {target.parent} ({error.strerror or error}); "
+            "set REGISTRY_CACHE_DIR (or SERVING_MODEL_CACHE_DIR for the gateway) to a writable folder"
+        ) from error
     try:
         # Resolved through this client rather than as "models:/name/version": MLflow 3.17 resolves such URIs with the
         # process-wide registry URI even when another one is passed, which may be a local ./mlflow.db.
@@ -110,7 +117,13 @@ def read_mlmodel(folder: Path) -> dict[str, Any]:
     Read as YAML rather than with `mlflow.models.Model.load`, which imports pandas (for the signature): the gateway's
     environment (mlflow-skinny, requirements-serving.lock) has no pandas.
     """
-    loaded = yaml.safe_load((folder / "MLmodel").read_text())
+    path = folder / "MLmodel"
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise RegistryError(f"{path}: cannot read the MLmodel file ({error.strerror or error})") from error
+    except yaml.YAMLError as error:
+        raise RegistryError(f"{path}: not valid YAML ({first_line(error)})") from error
     if not isinstance(loaded, dict):
         raise RegistryError(f"{folder / 'MLmodel'} is not an MLmodel file")
     return loaded

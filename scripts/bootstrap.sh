@@ -25,7 +25,9 @@ install_locked() {
     wanted=$("$venv/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$lock")
     if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
         echo "bootstrap: installing $lock into $venv (uv; about a minute on a fresh machine)"
-        .venv/bin/uv pip install --quiet --python "$venv/bin/python" --compile-bytecode -r "$lock"
+        # sync, not install: a package dropped from the lock is removed too, so that .venv-serving stays what the
+        # gateway image holds.
+        .venv/bin/uv pip sync --quiet --python "$venv/bin/python" --compile-bytecode "$lock"
         echo "$wanted" >"$stamp"
     fi
 }
@@ -34,7 +36,12 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv with $("$python" --version)"
     "$python" -m venv .venv
 fi
-[ -x .venv/bin/uv ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+# The uv of the images (docker/*.Dockerfile) and of requirements.lock (the dev extra), so that sync keeps it.
+uv_version=0.13.9
+if [ "$(.venv/bin/uv --version 2>/dev/null | cut -d' ' -f2)" != "$uv_version" ]; then
+    .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip --upgrade >/dev/null
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$uv_version"
+fi
 # Bytecode compiled up front: where PYTHONDONTWRITEBYTECODE is set, importing mlflow otherwise takes ~8 s.
 install_locked .venv requirements.lock
 

@@ -26,6 +26,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.sample_requests import wait_until_ready  # noqa: E402
 from scripts.tracking_server import free_port, stop_group  # noqa: E402
 
 # Packages whose native code in a worker means the training stack came along (their .so files are mapped).
@@ -78,20 +79,6 @@ def heavy_libraries(pid: int) -> list[str]:
     return [name for name in HEAVY if f"/site-packages/{name}/" in maps]
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"gateway not ready after {seconds} s: {log.read_text()[-2000:]}")
-
-
 def measure(python: str, args: argparse.Namespace) -> Measured:
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="gateway-memory-"))
@@ -118,7 +105,7 @@ def measure(python: str, args: argparse.Namespace) -> Measured:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, log)
+        wait_until_ready(url, 120, process, log)
         with requests.Session() as session:
             for _ in range(args.requests):
                 session.post(f"{url}/predict", json={"batch": [ROW] * 10}, timeout=10).raise_for_status()

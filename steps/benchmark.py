@@ -24,7 +24,7 @@ from tqdm import tqdm
 from scoring.contract import CONVERT_RUN_ID, MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from steps import plots
-from steps.cli import run_id_file_option, run_step_cli, write_run_id
+from steps.cli import run_id_file_option, run_step_cli
 from steps.errors import UserInputError
 from steps.onnx_model import load_onnx_model
 from steps.prepare import load_prepared
@@ -163,8 +163,8 @@ def cli(quantize_run_id: str, batch_sizes: str, repeats: int, max_seconds: float
     result = run_step_cli(
         "benchmark",
         lambda settings: benchmark(quantize_run_id, parse_batch_sizes(batch_sizes), repeats, max_seconds, settings),
+        run_id_file,
     )
-    write_run_id(run_id_file, result.run_id)
     click.echo(f"benchmark run {result.run_id}:\n{format_table(result.table)}")
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import click
 from mlflow.exceptions import MlflowException
@@ -18,7 +19,14 @@ from steps.settings import PipelineSettings
 from steps.tracking import configure_tracking
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
+
+
+class HasRunId(Protocol):
+    @property
+    def run_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=HasRunId)
 F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_USER_ERROR = 2
@@ -26,8 +34,11 @@ EXIT_STEP_FAILED = 1
 EXIT_GATE_REFUSED = 3  # as `python -m registry promote`
 
 
-def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
-    """Run one step for a CLI: configure logging and MLflow, turn expected failures into one line + exit code."""
+def run_step_cli(step: str, work: Callable[[PipelineSettings], T], run_id_file: Path | None = None) -> T:
+    """Run one step for a CLI: configure logging and MLflow, turn expected failures into one line + exit code, and
+    write the run id to `run_id_file` (checked before the work, so that a bad path costs no run)."""
+    if run_id_file is not None:
+        _check_run_id_file(step, run_id_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # MLflow and alembic are chatty at INFO; the step's own progress is what the user wants to see.
     for noisy in ("alembic", "mlflow.store", "mlflow.tracking", "urllib3"):
@@ -35,7 +46,7 @@ def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
     settings = PipelineSettings()
     configure_tracking(settings)
     try:
-        return work(settings)
+        result = work(settings)
     except UserInputError as error:
         sys.stderr.write(f"error: {step}: {error}\n")
         raise SystemExit(EXIT_USER_ERROR) from None
@@ -52,6 +63,31 @@ def run_step_cli(step: str, work: Callable[[PipelineSettings], T]) -> T:
     except MlflowException as error:
         sys.stderr.write(f"error: {step}: MLflow: {first_line(error)}\n")
         raise SystemExit(EXIT_STEP_FAILED) from None
+    if run_id_file is not None:
+        try:
+            write_run_id(run_id_file, result.run_id)
+        except OSError as error:
+            _run_id_file_error(step, run_id_file, error.strerror or str(error))
+    return result
+
+
+def _run_id_file_error(step: str, path: Path, reason: str) -> None:
+    sys.stderr.write(f"error: {step}: --run-id-file {path}: {reason}\n")
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+def _check_run_id_file(step: str, path: Path) -> None:
+    """The run id can be written to `path`: its folder exists (created if need be) and is writable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _run_id_file_error(step, path, error.strerror or str(error))
+    if not path.parent.is_dir():
+        _run_id_file_error(step, path, f"{path.parent} is not a directory")
+    if path.is_dir():
+        _run_id_file_error(step, path, "is a directory")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        _run_id_file_error(step, path, "Permission denied")
 
 
 def run_id_file_option(command: F) -> F:

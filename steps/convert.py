@@ -18,7 +18,7 @@ import pandas as pd
 from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from scoring.schema import MISSING_CATEGORY, FeatureSchema
-from steps.cli import run_id_file_option, run_step_cli, write_run_id
+from steps.cli import run_id_file_option, run_step_cli
 from steps.errors import CheckFailedError, UserInputError
 from steps.onnx_model import log_onnx_model, operator_counts, to_onnx
 from steps.prepare import load_prepared
@@ -110,8 +110,7 @@ def convert(
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the perturbed parity rows.")
 @run_id_file_option
 def cli(train_run_id: str, tolerance: float, seed: int, run_id_file: Path | None) -> None:
-    result = run_step_cli("convert", lambda settings: convert(train_run_id, tolerance, seed, settings))
-    write_run_id(run_id_file, result.run_id)
+    result = run_step_cli("convert", lambda settings: convert(train_run_id, tolerance, seed, settings), run_id_file)
     click.echo(f"convert run {result.run_id}: parity max |Δp| {result.max_abs_diff:.2e}, model {result.model_uri}")
 
 

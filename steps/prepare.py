@@ -30,7 +30,7 @@ from scoring.contract import (
 )
 from scoring.schema import FeatureSchema
 from steps import data, plots
-from steps.cli import run_id_file_option, run_step_cli, write_run_id
+from steps.cli import run_id_file_option, run_step_cli
 from steps.data import Splits
 from steps.settings import PipelineSettings
 from steps.tracking import log_params, step_run
@@ -208,8 +208,8 @@ def cli(categorical_columns: str, drop_columns: str, run_id_file: Path | None, *
             settings=settings,
             **options,
         ),
+        run_id_file,
     )
-    write_run_id(run_id_file, result.run_id)
     click.echo(f"prepare run {result.run_id}: rows {result.rows}, data sha256 {result.data_sha256[:12]}")
 
 

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
-from steps.cli import run_id_file_option, run_step_cli, write_run_id
+from steps.cli import run_id_file_option, run_step_cli
 from steps.data import features_and_target
 from steps.errors import CheckFailedError, UserInputError
 from steps.onnx_model import load_onnx_model, log_onnx_model, operator_counts
@@ -94,8 +94,7 @@ def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSet
 @click.option("--method", type=click.Choice(METHODS), default="dynamic", show_default=True)
 @run_id_file_option
 def cli(convert_run_id: str, method: str, run_id_file: Path | None) -> None:
-    result = run_step_cli("quantize", lambda settings: quantize(convert_run_id, method, settings))
-    write_run_id(run_id_file, result.run_id)
+    result = run_step_cli("quantize", lambda settings: quantize(convert_run_id, method, settings), run_id_file)
     m = result.metrics
     click.echo(
         f"quantize run {result.run_id}: size {m['size_bytes_fp32']:.0f} -> {m['size_bytes_int8']:.0f} bytes, "

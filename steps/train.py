@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from scoring.contract import MODEL_URI_TAG, STEP_TAG
 from steps import evaluation, plots
-from steps.cli import run_id_file_option, run_step_cli, write_run_id
+from steps.cli import run_id_file_option, run_step_cli
 from steps.data import features_and_target
 from steps.model import (
     MLPParams,
@@ -218,8 +218,7 @@ def cli(
         )
         return train(prepare_run_id, params, cv_folds=cv_folds, baseline=baseline, settings=settings)
 
-    result = run_step_cli("train", work)
-    write_run_id(run_id_file, result.run_id)
+    result = run_step_cli("train", work, run_id_file)
     click.echo(
         f"train run {result.run_id}: test ROC AUC {result.test_metrics['roc_auc']:.4f}, "
         f"threshold {result.threshold:.3f}, model {result.model_uri}"

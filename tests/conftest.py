@@ -224,14 +224,22 @@ class GatewayProcess:
 
 @contextmanager
 def running_gateway(
-    tracking_uri: str, model_name: str, folder: Path, redis_url: str, **settings: str
+    tracking_uri: str,
+    model_name: str,
+    folder: Path,
+    redis_url: str,
+    python: str | Path = sys.executable,
+    **settings: str,
 ) -> Iterator[GatewayProcess]:
-    """A 2-worker gateway of `model_name` on a free port with state in `folder`; `settings` add or override variables
+    """A 2-worker gateway of `model_name` on a free port with state in `folder`, run by the interpreter `python`
+    (another venv's, e.g. .venv-serving, with this checkout on its path); `settings` add or override variables
     (SERVING_RELOAD_INTERVAL_S=...). Stopped with its whole process group: a SIGKILL to the master alone would
     orphan its workers."""
     port = free_port()
     env = {
-        **os.environ,
+        # Not this venv's: `python` finds its own packages from its own location.
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))},
+        "PYTHONPATH": str(REPO_ROOT),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "CREDIT_REGISTERED_MODEL_NAME": model_name,
         "REDIS_URL": redis_url,
@@ -245,7 +253,12 @@ def running_gateway(
     log_path = folder / "gateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [str(python), "-m", "serving"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -20,7 +20,7 @@ module "storage" {
   name                       = local.name
   vpc_id                     = module.network.vpc_id
   private_subnet_ids         = module.network.private_subnet_ids
-  allowed_security_group_ids = [module.kubernetes.node_security_group_id]
+  allowed_security_group_ids = { eks_nodes = module.kubernetes.node_security_group_id }
   db_instance_class          = var.db_instance_class
   db_multi_az                = var.environment == "production"
   redis_node_type            = var.redis_node_type

@@ -3,7 +3,9 @@ elsewhere), the overlays rendered by `kubectl kustomize`, and YAML loading."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,9 +24,6 @@ TERRAFORM = REPO / "deploy" / "terraform"
 DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
 VALIDATE_VENV = REPO / ".venv-validate"
 SERVING_VENV = REPO / ".venv-serving"
-# Not in this branch yet: the Airflow DAGs arrive with issue 11's merge. Listed here, and only here, so that the
-# checks know exactly what they tolerate; remove it after the merge and every check on it is strict.
-PENDING_PATHS = {REPO / "airflow" / "dags"}
 
 
 def missing_tool(reason: str) -> None:
@@ -73,3 +72,48 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 
 def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in manifests if doc["kind"] == kind}
+
+
+def dockerignore_patterns() -> list[tuple[bool, str]]:
+    """.dockerignore's patterns in order: (is an exception `!...`, the pattern without leading/trailing slashes)."""
+    patterns = []
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            exception = line.startswith("!")
+            patterns.append((exception, line.removeprefix("!").strip("/")))
+    return patterns
+
+
+def dockerignored(relative: str) -> bool:
+    """Whether the build context leaves `relative` out: the last matching pattern decides (as Docker does); a pattern
+    matching a parent folder excludes what is below it; `**/` matches any number of folders."""
+    parts = relative.strip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for exception, pattern in dockerignore_patterns():
+        alternatives = {pattern, pattern.replace("**/", "")} if "**/" in pattern else {pattern}
+        if any(fnmatch.fnmatch(prefix, alt) for prefix in prefixes for alt in alternatives):
+            ignored = not exception
+    return ignored
+
+
+def copy_sources(dockerfile: Path) -> list[str]:
+    """Every source of every COPY from the build context (not `--from=`), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    sources = []
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(word.startswith("--from") for word in words):
+            sources += [word for word in words[1:-1] if not word.startswith("--")]
+    return sources
+
+
+def survives_the_build_context(source: str) -> bool:
+    """`source` exists in the repository and reaches the build: itself, or for a folder some file below it."""
+    path = REPO / source
+    if not path.exists() or dockerignored(source):
+        return False
+    if path.is_file():
+        return True
+    return any(not dockerignored(str(file.relative_to(REPO))) for file in path.rglob("*") if file.is_file())

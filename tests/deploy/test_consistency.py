@@ -16,20 +16,30 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from monitoring.settings import MonitoringSettings
+from orchestration.settings import OrchestrationSettings
 from registry.settings import RegistrySettings
 from serving.settings import ServingSettings
 from steps.settings import PipelineSettings
-from tests.deploy.conftest import COMPOSE, DOCKERFILES, KUBERNETES, REPO, WORKFLOW, by_kind, load_yaml
+from tests.deploy.conftest import (
+    COMPOSE,
+    DOCKERFILES,
+    KUBERNETES,
+    REPO,
+    WORKFLOW,
+    by_kind,
+    copy_sources,
+    load_yaml,
+    survives_the_build_context,
+)
 
 OUR_SERVICES = {"mlflow", "trainer", "gateway"}  # compose services running this repository's images (+ airflow-*)
 # Variables of the processes themselves rather than of our code, each read by what is named.
 STANDARD = {
     "PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",  # Python
+    "HOME", "TMPDIR",  # every process: the home and temporary folders (below a tmpfs: the root is read-only)
     "MPLCONFIGDIR",  # matplotlib's config folder (the root filesystem is read-only)
     "AIRFLOW_HOME",  # Airflow's home
 }  # fmt: skip
-# The other engineer's DAGs (issue 11) read these; after the merge they are read by airflow/dags.
-AIRFLOW_DAG_VARIABLES = {"MLFLOW_TRACKING_URI", "CREDIT_MLFLOW_CONN_ID"}
 THIRD_PARTY = {
     "postgres": re.compile(r"POSTGRES_\w+"),  # the postgres image's entrypoint
     "redis": re.compile(r"REDISCLI_AUTH"),  # redis-cli (the health check)
@@ -70,23 +80,63 @@ def mlflow_variables() -> set[str]:
     return names | {param.envvar for param in server.params if isinstance(param.envvar, str)}
 
 
+def mlflow_client_variables() -> set[str]:
+    """MLflow's variables a client reads: everything but the server's own (`mlflow server` options, MLFLOW_SERVER_*)."""
+    server = mlflow_cli.commands["server"]
+    server_only = {param.envvar for param in server.params if isinstance(param.envvar, str)}
+    return {name for name in mlflow_variables() - server_only if not name.startswith("MLFLOW_SERVER_")}
+
+
+def readers() -> dict[str, set[str]]:
+    """What each process reads, from the settings classes its command builds: a variable is checked against the
+    process it is given to, not against the union (a gateway given MONITORING_* must fail)."""
+    registry = settings_variables(RegistrySettings)
+    client = mlflow_client_variables() | STANDARD
+    airflow = settings_variables(PipelineSettings) | registry | settings_variables(MonitoringSettings) | client
+    return {
+        # gunicorn + serving.wsgi: ServingSettings, the registry client (RegistrySettings.of), gunicorn_conf.py.
+        "gateway": settings_variables(ServingSettings) | registry | gunicorn_variables() | client,
+        # docker/trainer-entrypoint.sh: `mlflow run . -e main` (PipelineSettings, the registry's gate and promotion)
+        # and `python -m registry status`; it runs no drift job (no MonitoringSettings).
+        "trainer": settings_variables(PipelineSettings) | registry | client,
+        # `mlflow server`: MLflow's own variables only.
+        "mlflow": mlflow_variables() | STANDARD,
+        # The DAGs' tasks (orchestration/: OrchestrationSettings) call steps/, registry/ and monitoring/ in-process;
+        # AIRFLOW__* are checked apart, against Airflow's own configuration.
+        "airflow": airflow | settings_variables(OrchestrationSettings),
+    }
+
+
+COMPOSE_PROCESS = {"gateway": "gateway", "trainer": "trainer", "mlflow": "mlflow"}  # + airflow-* -> "airflow"
+KUBERNETES_PROCESS = {"gateway": "gateway", "gateway-canary": "gateway", "mlflow": "mlflow"}
+DOCKERFILE_PROCESSES = {
+    "gateway.Dockerfile": {"gateway"},
+    "trainer.Dockerfile": {"trainer", "mlflow"},  # the image of both the trainer and the tracking server
+    "airflow.Dockerfile": {"airflow"},
+}
+
+
 @pytest.fixture(scope="module")
-def known() -> set[str]:
-    ours = set().union(*(settings_variables(s) for s in (ServingSettings, RegistrySettings, PipelineSettings)))
-    return ours | settings_variables(MonitoringSettings) | gunicorn_variables() | mlflow_variables() | STANDARD
+def read_by() -> dict[str, set[str]]:
+    return readers()
 
 
 def airflow_option_exists(name: str) -> bool:
-    """AIRFLOW__SECTION__KEY names an option of Airflow's configuration (checked when Airflow is installed)."""
+    """AIRFLOW__SECTION__KEY names an option of the installed Airflow's configuration (the `airflow` extra): its
+    config description, which also lists options without a default (conf.has_option is False for those)."""
     match = re.fullmatch(r"AIRFLOW__([A-Z_]+?)__([A-Z_]+)", name)
     assert match, f"{name} is not of the form AIRFLOW__SECTION__KEY"
-    if importlib.util.find_spec("airflow") is None:
-        # Airflow arrives with issue 11's `airflow` extra; until then only the form is checked. After the merge this
-        # branch is never taken and every option is checked against Airflow's own configuration.
-        return True
     from airflow.configuration import conf
 
-    return bool(conf.has_option(match.group(1).lower(), match.group(2).lower()))
+    section = conf.configuration_description.get(match.group(1).lower(), {})
+    return match.group(2).lower() in section.get("options", {})
+
+
+def test_the_airflow_option_check_refuses_a_made_up_option() -> None:
+    assert airflow_option_exists("AIRFLOW__API_AUTH__JWT_SECRET")
+    assert airflow_option_exists("AIRFLOW__CORE__EXECUTION_API_SERVER_URL")  # no default, still an option
+    assert not airflow_option_exists("AIRFLOW__CORE__NO_SUCH_OPTION")
+    assert not airflow_option_exists("AIRFLOW__NO_SECTION__EXECUTOR")
 
 
 def compose_services() -> dict[str, Any]:
@@ -101,43 +151,59 @@ def test_settings_variables_are_found() -> None:
     assert {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_SERVER_ALLOWED_HOSTS", "MLFLOW_DISABLE_TELEMETRY"} <= mlflow_variables()
 
 
-def test_compose_variables_are_read_by_what_runs_them(known: set[str]) -> None:
+def test_compose_variables_are_read_by_what_runs_them(read_by: dict[str, set[str]]) -> None:
     for name, service in compose_services().items():
         script = SCRIPTS[name].read_text() if name in SCRIPTS else ""
+        process = "airflow" if name.startswith("airflow") else COMPOSE_PROCESS.get(name)
+        known = read_by[process] if process else set()
         for variable in service.get("environment", {}):
             if variable in known or re.search(r"\b" + variable + r"\b", script):
                 continue
             if name in THIRD_PARTY and THIRD_PARTY[name].fullmatch(variable):
                 continue
-            if name.startswith("airflow"):
-                if variable.startswith("AIRFLOW__"):
-                    assert airflow_option_exists(variable), f"{name}: {variable} is no Airflow option"
-                    continue
-                if variable in AIRFLOW_DAG_VARIABLES:
-                    continue
+            if process == "airflow" and variable.startswith("AIRFLOW__"):
+                assert airflow_option_exists(variable), f"{name}: {variable} is no Airflow option"
+                continue
             pytest.fail(f"compose service {name} sets {variable}, which nothing it runs reads")
 
 
-def test_kubernetes_variables_are_read_by_the_code(known: set[str], rendered) -> None:
+def test_a_variable_of_another_process_is_refused(read_by: dict[str, set[str]]) -> None:
+    # What the per-process check exists for: a monitoring setting given to the gateway is read by nothing there.
+    assert "MONITORING_PSI_ACT" in settings_variables(MonitoringSettings)
+    assert not {name for name in read_by["gateway"] if name.startswith("MONITORING_")}
+    assert not {name for name in read_by["trainer"] if name.startswith(("MONITORING_", "SERVING_"))}
+    assert "MLFLOW_BACKEND_STORE_URI" not in read_by["gateway"] | read_by["trainer"]
+    assert "SERVING_ADMIN_TOKEN" not in read_by["mlflow"]
+
+
+def test_kubernetes_variables_are_read_by_the_code(read_by: dict[str, set[str]], rendered) -> None:
+    secret_keys = set()
     for manifests in rendered.values():
         configmaps = by_kind(manifests, "ConfigMap")
         for deployment in by_kind(manifests, "Deployment").values():
+            process = KUBERNETES_PROCESS[deployment["metadata"]["name"]]
             for container in deployment["spec"]["template"]["spec"]["containers"]:
                 names = {item["name"] for item in container.get("env", [])}
+                secret_keys |= {
+                    item["valueFrom"]["secretKeyRef"]["key"]
+                    for item in container.get("env", [])
+                    if "secretKeyRef" in item.get("valueFrom", {})
+                }
                 for source in container.get("envFrom", []):
                     names |= set(configmaps[source["configMapRef"]["name"]]["data"])
-                unknown = names - known
-                assert not unknown, f"{deployment['metadata']['name']} sets {unknown}, which the code does not read"
+                unknown = names - read_by[process]
+                assert not unknown, f"{deployment['metadata']['name']} sets {unknown}, which its process does not read"
     template = load_yaml(KUBERNETES / "base" / "secrets.example.yaml")
-    assert set(template["stringData"]) <= known
+    assert set(template["stringData"]) <= secret_keys, "the Secret template holds keys no container reads"
 
 
-def test_dockerfile_variables_are_read_by_the_code(known: set[str]) -> None:
+def test_dockerfile_variables_are_read_by_the_code(read_by: dict[str, set[str]]) -> None:
     for dockerfile in DOCKERFILES:
+        known = set().union(*(read_by[process] for process in DOCKERFILE_PROCESSES[dockerfile.name]))
         final = dockerfile.read_text().split(" AS runtime", 1)[1]
         for block in re.findall(r"^ENV (.+?)(?<!\\)$", final, re.M | re.S):
             for variable in re.findall(r"(\w+)=", block):
-                assert variable in known, f"{dockerfile.name} sets {variable}, which the code does not read"
+                assert variable in known, f"{dockerfile.name} sets {variable}, which its processes do not read"
 
 
 def test_ports_agree_everywhere(rendered) -> None:
@@ -208,7 +274,7 @@ def test_paths_the_workflow_and_images_name_exist() -> None:
     for path in re.findall(r"(?:run: |bash )((?:scripts|\.ci)/[\w./-]+)", workflow):
         assert (REPO / path).is_file(), path
     for dockerfile in DOCKERFILES:
-        for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), re.M):
-            assert (REPO / source).exists(), f"{dockerfile.name}: {source}"
+        for source in copy_sources(dockerfile):
+            assert survives_the_build_context(source), f"{dockerfile.name}: {source} is missing or .dockerignore'd"
     steps = importlib.import_module("steps.main")
     assert hasattr(steps, "cli")

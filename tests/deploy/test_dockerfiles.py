@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.deploy.conftest import DOCKERFILES, REPO, run, tool
+from tests.deploy.conftest import DOCKERFILES, REPO, copy_sources, run, survives_the_build_context, tool
 
 SERVING_ONLY = {"scoring", "registry", "serving"}
 
@@ -61,11 +61,8 @@ def test_multi_stage_non_root_pinned_locked_and_health_checked(dockerfile) -> No
     users = [rest for keyword, rest in final if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     assert any(keyword == "HEALTHCHECK" for keyword, _ in final)
-    for keyword, rest in build:
-        if keyword == "COPY" and "--from" not in rest:
-            *sources, _ = rest.split()
-            for source in sources:
-                assert (REPO / source).exists(), f"{dockerfile.name} copies missing {source}"
+    for source in copy_sources(dockerfile):
+        assert survives_the_build_context(source), f"{dockerfile.name} copies {source}: missing or .dockerignore'd"
 
 
 def test_the_gateway_image_carries_neither_training_code_nor_the_training_lock() -> None:
@@ -75,3 +72,27 @@ def test_the_gateway_image_carries_neither_training_code_nor_the_training_lock()
     assert packages == SERVING_ONLY
     assert "requirements-serving.lock" in dockerfile.read_text()
     assert "requirements.lock" not in dockerfile.read_text().replace("requirements-serving.lock", "")
+
+
+def test_the_build_context_check_sees_dockerignore_and_every_source() -> None:
+    # What the COPY check relies on: .dockerignore's exclusions, folder patterns and the sources after the first.
+    assert survives_the_build_context("registry") and survives_the_build_context("MLproject")
+    assert not survives_the_build_context("tests") and not survives_the_build_context("docs/deployment.md")
+    assert not survives_the_build_context("registry/__pycache__/x.pyc")
+    assert not survives_the_build_context("compose/.env")
+    sources = copy_sources(REPO / "docker" / "trainer.Dockerfile")
+    assert {"MLproject", "python_env.yaml", "conda.yaml", "requirements.lock"} <= set(sources)
+
+
+def test_the_airflow_image_holds_every_package_the_dags_import() -> None:
+    # The DAGs are mounted; what they import (orchestration/, and what it imports) must be in the image.
+    sources = [*(REPO / "airflow" / "dags").glob("*.py"), *(REPO / "orchestration").glob("*.py")]
+    assert sources, "airflow/dags and orchestration/ are missing"
+    imported = {
+        name
+        for path in sources
+        for name in re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), re.M)
+        if (REPO / name / "__init__.py").is_file()
+    }
+    copied = {source.rstrip("/") for source in copy_sources(REPO / "docker" / "airflow.Dockerfile")}
+    assert "orchestration" in imported and imported <= copied, f"not in the Airflow image: {imported - copied}"

@@ -4,6 +4,7 @@ disruption budget and 90/10 canary are what the code and the issue need."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Any
 
@@ -91,3 +92,25 @@ def test_production_has_an_hpa_a_pdb_and_a_90_10_canary_of_the_gateway(rendered)
         assert not selector.items() <= other["labels"].items()
     assert deployments["gateway-canary"]["spec"]["replicas"] == 1
     assert "gateway-canary" not in by_kind(rendered["staging"], "Deployment")
+
+
+def test_hpa_managed_deployments_leave_replicas_to_the_hpa(rendered) -> None:
+    # A replicas field would reset the HPA's scale on every `kubectl apply`.
+    for overlay, manifests in rendered.items():
+        deployments = by_kind(manifests, "Deployment")
+        for hpa in by_kind(manifests, "HorizontalPodAutoscaler").values():
+            target = deployments[hpa["spec"]["scaleTargetRef"]["name"]]
+            assert "replicas" not in target["spec"], f"{overlay}: {target['metadata']['name']} sets replicas"
+
+
+def test_mlflow_runs_without_its_job_runner_and_accepts_scrapes(rendered) -> None:
+    for overlay, manifests in rendered.items():
+        container = by_kind(manifests, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false", overlay
+        hosts = by_kind(manifests, "ConfigMap")["mlflow-config"]["data"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+        # Prometheus scrapes by pod IP (the Host header): MLflow exempts only /health and /version from its check.
+        assert any(fnmatch.fnmatch("10.40.3.17:5000", pattern) for pattern in hosts), overlay
+        policy = by_kind(manifests, "NetworkPolicy")["mlflow"]["spec"]["ingress"][0]["from"]
+        namespaces = [p["namespaceSelector"]["matchLabels"] for p in policy if "namespaceSelector" in p]
+        assert {"kubernetes.io/metadata.name": "amazon-cloudwatch"} in namespaces, overlay

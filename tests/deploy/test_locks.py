@@ -13,9 +13,6 @@ from tests.deploy.conftest import REPO
 FORBIDDEN_IN_SERVING = {
     "pandas", "scikit-learn", "scipy", "matplotlib", "evidently", "skl2onnx", "pyarrow", "mlflow", "apache-airflow",
 }  # fmt: skip
-# Until issue 11's `airflow` extra is merged, the pipeline lock (the Airflow image's) has no Airflow; listed here so
-# that the check below is strict for everything else. Remove after the merge.
-PENDING_IN_PIPELINE = {"apache-airflow"}
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -50,11 +47,30 @@ def test_the_pipeline_lock_has_what_the_trainer_mlflow_and_airflow_images_run(fu
     pipeline = pins(REPO / "requirements-pipeline.lock")
     assert {"mlflow", "scikit-learn", "skl2onnx", "psycopg", "boto3", "evidently"} <= set(pipeline)
     assert not {"pytest", "ruff", "jupyterlab"} & set(pipeline), "dev and notebook tools are not for the images"
-    missing = ({"apache-airflow"} - set(pipeline)) - PENDING_IN_PIPELINE
-    assert not missing
+    # The Airflow image runs the DAGs (the `airflow` extra): Airflow itself and the standard provider (HITL approval).
+    assert {"apache-airflow", "apache-airflow-core", "apache-airflow-providers-standard"} <= set(pipeline)
 
 
 def test_checkov_lives_in_its_own_lock(full: dict[str, str]) -> None:
     assert "checkov" not in full
     assert "checkov" in pins(REPO / "requirements-validate.lock")
     assert "python-hcl2" in full  # the tests parse Terraform in the main environment
+
+
+def test_pyyaml_is_declared_for_the_gateway(full: dict[str, str]) -> None:
+    # registry/resolve.py imports yaml itself (MLmodel files): declared, not left to mlflow-skinny.
+    pyproject = (REPO / "pyproject.toml").read_text()
+    base = pyproject.split("[project.optional-dependencies]", 1)[0]
+    assert '"pyyaml>=6,<7"' in base
+    assert "pyyaml" in pins(REPO / "requirements-serving.lock")
+
+
+def test_one_uv_everywhere_and_every_venv_synced(full: dict[str, str]) -> None:
+    bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
+    pinned = re.search(r"^uv_version=(\S+)$", bootstrap, re.M)
+    assert pinned, "scripts/bootstrap.sh pins no uv"
+    for dockerfile in sorted((REPO / "docker").glob("*.Dockerfile")):
+        assert re.findall(r'"uv==([^"]+)"', dockerfile.read_text()) == [pinned.group(1)], dockerfile.name
+    assert full.get("uv") == pinned.group(1), "requirements.lock's uv (kept by `uv pip sync`) differs"
+    # `uv pip install` never removes a package dropped from a lock: .venv-serving would drift from the image.
+    assert "uv pip sync" in bootstrap and not re.search(r"uv pip install\b", bootstrap)

@@ -5,9 +5,7 @@ environment of requirements-serving.lock alone (where those packages are not eve
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +13,7 @@ import pytest
 import requests
 
 from scripts.gateway_memory import heavy_libraries, workers_of
-from scripts.tracking_server import free_port, stop_group
-from tests.conftest import RedisProcess, Served
+from tests.conftest import RedisProcess, Served, running_gateway
 from tests.deploy.conftest import REPO, SERVING_VENV, missing_tool
 
 FORBIDDEN = {"pandas", "sklearn", "matplotlib", "evidently", "scipy", "skl2onnx", "pyarrow", "steps", "monitoring"}
@@ -68,45 +65,16 @@ def test_the_gateways_import_path_imports_no_training_stack() -> None:
 
 @pytest.fixture
 def serving_gateway(served: Served, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The gateway as tests/conftest.running_gateway starts it, but with .venv-serving's interpreter."""
     python = SERVING_VENV / "bin" / "python"
     if not python.is_file():
         missing_tool(".venv-serving is missing (scripts/bootstrap.sh serving)")
     redis_server = RedisProcess(tmp_path)
     redis_server.start()
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))},
-        "PYTHONPATH": str(REPO),
-        "MLFLOW_TRACKING_URI": served.url,
-        "CREDIT_REGISTERED_MODEL_NAME": served.model_name,
-        "REDIS_URL": redis_server.url,
-        "SERVING_BIND": f"127.0.0.1:{port}",
-        "SERVING_WORKERS": "2",
-        "SERVING_MODEL_CACHE_DIR": str(tmp_path / "models"),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
-    log = tmp_path / "gateway.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(python), "-m", "serving"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        else:
-            pytest.fail(f"gateway in .venv-serving not ready: {log.read_text()[-3000:]}")
-        yield url, process
+        with running_gateway(served.url, served.model_name, tmp_path, redis_server.url, python=python) as gateway:
+            yield gateway.url, gateway.process
     finally:
-        stop_group(process.pid, timeout=30, process=process)
         redis_server.stop()
 
 

@@ -1,5 +1,5 @@
 """.github/workflows/ci-cd.yml: valid against GitHub's workflow schema, and the pipeline the issue asks for: lint,
-tests with PostgreSQL and Redis service containers, images built from the repository's Dockerfiles and pushed to
+tests with a PostgreSQL service container, images built from the repository's Dockerfiles and pushed to
 GHCR, a tag deploying an overlay that exists with image names that overlay knows."""
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ def test_the_workflow_is_valid_against_githubs_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_tests_run_with_postgres_and_redis_service_containers(workflow: dict[str, Any]) -> None:
+def test_tests_run_with_a_postgres_service_container_and_terraform(workflow: dict[str, Any]) -> None:
     test = workflow["jobs"]["test"]
-    assert set(test["services"]) == {"postgres", "redis"}
+    # No Redis service: the tests start their own redis-server (.ci/run installs it), nothing would use one.
+    assert set(test["services"]) == {"postgres"}
+    assert "redis-server" in (REPO / ".ci" / "run").read_text()
+    assert any(step.get("uses", "").startswith("hashicorp/setup-terraform@") for step in test["steps"])
     assert test["services"]["postgres"]["ports"] == ["5432:5432"]  # tests/registry/conftest.py's 127.0.0.1:5432
     assert any(step.get("run") == "bash .ci/run" for step in test["steps"])
     lint = " ".join(step.get("run", "") for step in workflow["jobs"]["lint"]["steps"])
@@ -40,7 +43,12 @@ def test_every_dockerfile_is_built_and_pushed_to_ghcr(workflow: dict[str, Any]) 
     )
     build = next(step for step in images["steps"] if step.get("uses", "").startswith("docker/build-push-action"))
     assert build["with"]["file"] == "docker/${{ matrix.image }}.Dockerfile"
-    assert workflow["env"]["IMAGE_PREFIX"].startswith("ghcr.io/")
+    # GHCR wants lowercase names: the prefix is the repository lowercased, in every job that names images.
+    assert "IMAGE_PREFIX" not in WORKFLOW.read_text()
+    prefix = next(step for step in images["steps"] if step.get("id") == "prefix")
+    assert "ghcr.io/${GITHUB_REPOSITORY,,}" in prefix["run"]
+    meta = next(step for step in images["steps"] if step.get("id") == "meta")
+    assert meta["with"]["images"] == "${{ steps.prefix.outputs.lowercase }}/${{ matrix.image }}"
     assert images["permissions"]["packages"] == "write"
 
 
@@ -54,8 +62,15 @@ def test_a_tag_deploys_an_existing_overlay_with_its_image_names(workflow: dict[s
         overlay = REPO / applying[0]["working-directory"]
         assert (overlay / "kustomization.yaml").is_file(), overlay
         known = {image["name"] for image in load_yaml(overlay / "kustomization.yaml")["images"]}
-        for name in re.findall(r'set image "([^=]+)=', applying[0]["run"]):
+        names = re.findall(r'set image "([^=]+)=', applying[0]["run"])
+        for name in names:
             assert name in known, f"{job} sets {name}, which {overlay.relative_to(KUBERNETES)} does not use"
+        # Every image set explicitly: an image left out would roll back to the overlay's committed placeholder.
+        assert set(names) == known, f"{job} leaves {known - set(names)} on the committed placeholder"
+        assert 'prefix="ghcr.io/${GITHUB_REPOSITORY,,}"' in applying[0]["run"], job
+    canary = next(step["run"] for step in deploy["steps"] if "kubectl apply -k ." in step.get("run", ""))
+    # The tag deploys the canary only: stable keeps the image the cluster runs (the last promoted tag).
+    assert 'get deployment "$1"' in canary and "credit-scoring/gateway=${stable:-$new}" in canary
     secret_keys = set(re.findall(r"--from-literal=([A-Z_]+)=", str(deploy["steps"])))
     template = load_yaml(KUBERNETES / "base" / "secrets.example.yaml")
     assert secret_keys == set(template["stringData"])

@@ -152,6 +152,23 @@ resource "aws_eks_node_group" "default" {
   depends_on = [aws_iam_role_policy_attachment.node]
 }
 
+# --- EKS add-ons the manifests of deploy/kubernetes need: the VPC CNI with network-policy enforcement (NetworkPolicy
+# objects are accepted but not enforced without it) and the Metrics Server (the gateway's HPA reads its CPU figures;
+# EKS does not deploy it by default). Versions: EKS's default for the cluster version unless pinned here.
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "vpc-cni"
+  resolve_conflicts_on_update = "OVERWRITE"
+  configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
+}
+
+resource "aws_eks_addon" "metrics_server" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "metrics-server"
+
+  depends_on = [aws_eks_node_group.default]
+}
+
 # --- IRSA: the tracking server's ServiceAccount may use the artifact bucket, and nothing else does.
 data "tls_certificate" "oidc" {
   url = aws_eks_cluster.this.identity[0].oidc[0].issuer

@@ -111,10 +111,12 @@ resource "aws_security_group" "db" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "db" {
-  for_each = toset(var.allowed_security_group_ids)
+  # Keys known at plan time (the map's keys), values may be unknown until EKS exists: a set of ids would not do
+  # ("Invalid for_each argument" on the first plan).
+  for_each = var.allowed_security_group_ids
 
   security_group_id            = aws_security_group.db.id
-  description                  = "PostgreSQL from ${each.value}"
+  description                  = "PostgreSQL from ${each.key}"
   referenced_security_group_id = each.value
   ip_protocol                  = "tcp"
   from_port                    = 5432
@@ -207,10 +209,12 @@ resource "aws_security_group" "redis" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "redis" {
-  for_each = toset(var.allowed_security_group_ids)
+  # Keys known at plan time (the map's keys), values may be unknown until EKS exists: a set of ids would not do
+  # ("Invalid for_each argument" on the first plan).
+  for_each = var.allowed_security_group_ids
 
   security_group_id            = aws_security_group.redis.id
-  description                  = "Redis from ${each.value}"
+  description                  = "Redis from ${each.key}"
   referenced_security_group_id = each.value
   ip_protocol                  = "tcp"
   from_port                    = 6379

@@ -14,8 +14,8 @@ variable "private_subnet_ids" {
 }
 
 variable "allowed_security_group_ids" {
-  description = "Security groups (the EKS nodes') that may reach PostgreSQL and Redis."
-  type        = list(string)
+  description = "Security groups that may reach PostgreSQL and Redis, by a static name (for_each keys must be known at plan time; the ids may not be): { eks_nodes = <id> }."
+  type        = map(string)
 }
 
 variable "db_instance_class" {
