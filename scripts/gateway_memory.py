@@ -26,8 +26,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scripts.sample_requests import wait_until_ready  # noqa: E402
-from scripts.tracking_server import free_port, stop_group  # noqa: E402
+from scripts.gateway_process import running_gateway  # noqa: E402
 
 # Packages whose native code in a worker means the training stack came along (their .so files are mapped).
 HEAVY = ("pandas", "sklearn", "scipy", "matplotlib", "pyarrow")
@@ -80,41 +79,17 @@ def heavy_libraries(pid: int) -> list[str]:
 
 
 def measure(python: str, args: argparse.Namespace) -> Measured:
-    port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="gateway-memory-"))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(args.source),
-        "MLFLOW_TRACKING_URI": args.tracking_uri,
-        "CREDIT_REGISTERED_MODEL_NAME": args.model,
-        "REDIS_URL": args.redis_url,
-        "SERVING_BIND": f"127.0.0.1:{port}",
-        "SERVING_WORKERS": "2",
-        "SERVING_MODEL_CACHE_DIR": str(folder / "models"),
-        "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
-    }
-    log = folder / "gateway.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [python, "-m", "serving"],
-            env=env,
-            cwd=args.source,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, 120, process, log)
+    with running_gateway(
+        args.tracking_uri, args.model, folder, args.redis_url, python=python, source=args.source, ready_within_s=120
+    ) as gateway:
         with requests.Session() as session:
             for _ in range(args.requests):
-                session.post(f"{url}/predict", json={"batch": [ROW] * 10}, timeout=10).raise_for_status()
+                session.post(f"{gateway.url}/predict", json={"batch": [ROW] * 10}, timeout=10).raise_for_status()
         time.sleep(1.0)  # let both workers settle (each served some of the requests)
-        workers = workers_of(process.pid)
+        workers = workers_of(gateway.process.pid)
         figures = [memory_mb(pid) for pid in workers]
         mapped = sorted({name for pid in workers for name in heavy_libraries(pid)})
-    finally:
-        stop_group(process.pid, timeout=30, process=process)
     size, distributions = installed_size(site_packages(python))
     return Measured(
         python, size, distributions, [rss for rss, _ in figures], [pss for _, pss in figures], mapped or ["none"]
