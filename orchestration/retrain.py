@@ -8,6 +8,7 @@ first looks for a FINISHED run with those tags and returns it rather than traini
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from steps.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
 
+DATA_PATH_ENV = "CREDIT_DATA_PATH"
 DAG_ID_TAG = "airflow_dag_id"
 RUN_ID_TAG = "airflow_run_id"
 TASK_ID_TAG = "airflow_task_id"
@@ -50,7 +52,7 @@ class RetrainParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    data_path: str = str(DEFAULT_DATA_PATH)
+    data_path: str = ""  # empty: CREDIT_DATA_PATH, else steps.prepare.DEFAULT_DATA_PATH (resolved on the worker)
     target: str = "Status"
     positive_label: str = "bad"
     registered_model: str = ""  # empty: CREDIT_REGISTERED_MODEL_NAME (default credit-scoring)
@@ -92,13 +94,14 @@ class RetrainParams(BaseModel):
             raise ValueError(f"must look like 64-32, got {value!r}") from error
         return value
 
-    @field_validator("data_path")
-    @classmethod
-    def _existing_file(cls, value: str) -> str:
-        # Checked on the worker that runs prepare (the only task that reads the file).
-        if not Path(value).is_file():
-            raise ValueError(f"no such file on this worker: {value}")
-        return value
+    def data_file(self) -> Path:
+        """The CSV prepare reads, checked on the worker that runs prepare (the only task that reads it): the Param,
+        else CREDIT_DATA_PATH, else the data file next to the installed `steps` package (never the DAG file's
+        folder: DAGs are often mounted elsewhere, e.g. /opt/airflow/dags)."""
+        path = Path(self.data_path or os.environ.get(DATA_PATH_ENV) or DEFAULT_DATA_PATH)
+        if not path.is_file():
+            raise OrchestrationError(f"Param data_path: no such file on this worker: {path}")
+        return path
 
     @classmethod
     def of(cls, params: Mapping[str, Any]) -> RetrainParams:
@@ -168,9 +171,11 @@ def run_once(step: str, task: TaskRun, settings: PipelineSettings, work: Callabl
 def prepare_data(params: RetrainParams, task: TaskRun, settings: PipelineSettings) -> str:
     from steps.prepare import prepare
 
+    data_file = params.data_file()
+
     def work(tagged: PipelineSettings) -> str:
         return prepare(
-            Path(params.data_path),
+            data_file,
             params.target,
             params.positive_label,
             seed=params.seed,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pendulum
@@ -25,7 +24,6 @@ from orchestration.dag_policy import (
     network_retries,
 )
 
-DATA_PATH = Path(__file__).resolve().parents[2] / "data" / "credit_data.csv"
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET)
 STAGING_VERSION = Asset(STAGING_VERSION_ASSET)
 T = TypeVar("T")
@@ -36,6 +34,7 @@ def _run(work: Callable[..., T]) -> T:
     """Call `work(params, task_run, settings)` for the running task; a user mistake fails it without retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from orchestration.events import event_extras, model_of
     from orchestration.failures import USER_ERRORS
     from orchestration.retrain import RetrainParams, TaskRun, pipeline_settings
 
@@ -43,6 +42,10 @@ def _run(work: Callable[..., T]) -> T:
     ti = context["ti"]
     try:
         params = RetrainParams.of(context["params"])
+        # Started by a drift alert with the Param empty: retrain the model the alert is about.
+        alerts = event_extras(context.get("triggering_asset_events"), DRIFT_ALERT_ASSET)
+        model = model_of(params.registered_model, alerts)
+        params = params.model_copy(update={"registered_model": model})
         return work(params, TaskRun(ti.dag_id, ti.run_id, ti.task_id), pipeline_settings(params))
     except USER_ERRORS as error:
         raise AirflowFailException(str(error)) from error
@@ -57,7 +60,11 @@ def _run(work: Callable[..., T]) -> T:
     dagrun_timeout=timedelta(hours=3),
     default_args={**network_retries(), "execution_timeout": timedelta(minutes=30)},
     params={
-        "data_path": Param(str(DATA_PATH), type="string", description="CSV file of applicants, on the workers"),
+        "data_path": Param(
+            "",
+            type="string",
+            description="CSV file of applicants on the workers; empty: CREDIT_DATA_PATH, else the project's data file",
+        ),
         "target": Param("Status", type="string"),
         "positive_label": Param("bad", type="string", description="the target value that means default"),
         "registered_model": Param("", type="string", description="empty: CREDIT_REGISTERED_MODEL_NAME"),
@@ -86,10 +93,10 @@ def credit_retrain() -> None:
         from orchestration.retrain import check_inputs, prepare_data
 
         def work(params: Any, task_run: Any, settings: Any) -> str:
-            events = get_current_context().get("triggering_asset_events") or {}
-            for asset, asset_events in events.items():
-                for event in asset_events:
-                    logger.info("triggered by %s: %s", asset, event.extra)
+            from orchestration.events import event_extras
+
+            for extra in event_extras(get_current_context().get("triggering_asset_events"), DRIFT_ALERT_ASSET):
+                logger.info("triggered by %s: %s", DRIFT_ALERT_ASSET, extra)
             run_id = prepare_data(params, task_run, settings)
             check_inputs(run_id, params, settings)
             return run_id
@@ -131,6 +138,10 @@ def credit_retrain() -> None:
             lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings)
         )
         extra = registered.as_extra()
+        if registered.reused:  # nothing new: no Asset event, so no second promotion run and sign-off request
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"versions {registered.versions} were registered by an earlier attempt")
         context["outlet_events"][STAGING_VERSION].extra = extra
         return extra
 

@@ -19,6 +19,14 @@ EXPECTED_DAGS = {
     "credit_promote": ["evaluate_gate", "route", "approval", "no_approval_required", "promote", "record_rejection"],
     "credit_drift": ["measure", "drift_found", "alert_retraining"],
 }
+# Exact retries per task: 2 for what talks to MLflow or Redis, 0 for decisions and records written once.
+RETRIES = {
+    "credit_retrain": dict.fromkeys(EXPECTED_DAGS["credit_retrain"], 2),
+    "credit_promote": {
+        "evaluate_gate": 2, "route": 0, "approval": 0, "no_approval_required": 2, "promote": 2, "record_rejection": 0,
+    },
+    "credit_drift": {"measure": 2, "drift_found": 0, "alert_retraining": 2},
+}  # fmt: skip
 HEAVY_MODULES = ["mlflow", "sklearn", "pandas", "onnxruntime", "evidently", "steps", "registry", "monitoring", "redis"]
 
 
@@ -34,10 +42,11 @@ def test_tasks_and_run_policy(dag_bag: Any, dag_id: str) -> None:
     dag = load_dag(dag_bag, dag_id)
     assert sorted(dag.task_ids) == sorted(EXPECTED_DAGS[dag_id])
     assert dag.max_active_runs == 1 and dag.catchup is False
+    assert {task.task_id: task.retries for task in dag.tasks} == RETRIES[dag_id]
     for task in dag.tasks:
-        if task.task_id in ("approval", "route", "drift_found", "record_rejection", "no_approval_required"):
+        if RETRIES[dag_id][task.task_id] == 0 or task.task_id == "no_approval_required":
             continue
-        assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
+        assert task.retry_exponential_backoff, task.task_id
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(minutes=30), task.task_id
 
 

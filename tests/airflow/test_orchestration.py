@@ -4,13 +4,16 @@ drift windows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from orchestration.drift import window_of
+from orchestration.events import announced_version, event_extras, model_of
 from orchestration.promotion import approver_of, chosen_option
 from orchestration.retrain import RetrainParams
 from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
+from steps.prepare import DEFAULT_DATA_PATH
 from tests.airflow.conftest import require_airflow
 
 
@@ -20,7 +23,20 @@ def test_a_bad_param_names_the_param() -> None:
     message = str(error.value)
     assert "Param quantization: Value error, must be one of dynamic, static, got 'int4'" in message
     assert "Param max_epochs: Input should be greater than 0" in message
-    assert "Param data_path: Value error, no such file on this worker: /no/such/file.csv" in message
+
+
+def test_the_data_file_is_the_param_else_credit_data_path_else_the_packages_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CREDIT_DATA_PATH", raising=False)
+    assert RetrainParams.of({}).data_file() == DEFAULT_DATA_PATH  # not relative to the DAG file
+    data = tmp_path / "fresh.csv"
+    data.write_text("Status\nbad\n")
+    monkeypatch.setenv("CREDIT_DATA_PATH", str(data))
+    assert RetrainParams.of({}).data_file() == data
+    params = RetrainParams.of({"data_path": "/no/such/file.csv"})  # accepted: only prepare reads the file
+    with pytest.raises(OrchestrationError, match="Param data_path: no such file on this worker: /no/such/file.csv"):
+        params.data_file()
 
 
 @dataclass
@@ -73,7 +89,41 @@ def test_drift_windows() -> None:
         window_of(5.0, 5.0)
 
 
+def test_a_run_without_a_logical_date_takes_its_drift_window_from_the_params() -> None:
+    # Airflow 3: `airflow dags trigger` without -l, or REST with "logical_date": null, gives no data interval.
+    spec = window_of(None, None, "1000", "2026-12-01T10:00:00Z")
+    assert (spec.start, spec.end) == (1000.0, 1796119200.0)
+    with pytest.raises(OrchestrationError, match="no data interval .*give the Params window_start and window_end"):
+        window_of(None, None)
+    with pytest.raises(OrchestrationError, match="give the Params window_end$"):
+        window_of(None, None, "1000")
+
+
 def test_the_answer_of_an_approval() -> None:
     answer = {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "risk-officer"}}
     assert (chosen_option(answer), approver_of(answer)) == ("Reject", "risk-officer")
     assert (chosen_option(None), approver_of(None)) == (None, None)
+
+
+@dataclass(frozen=True)
+class FakeAsset:
+    name: str
+
+
+@dataclass
+class FakeEvent:
+    extra: dict[str, object]
+
+
+def test_an_asset_triggered_run_takes_the_model_and_version_from_the_events() -> None:
+    events = {
+        FakeAsset("credit_staging_version"): [FakeEvent({"model": "credit", "version": "3"})],
+        FakeAsset("other"): [FakeEvent({"model": "elsewhere"})],
+    }
+    extras = event_extras(events, "credit_staging_version")
+    assert extras == [{"model": "credit", "version": "3"}]
+    assert model_of("", extras) == "credit" and model_of("given", extras) == "given"
+    assert model_of("", event_extras(None, "credit_staging_version")) == ""  # scheduled or manual: the settings'
+    assert announced_version(extras, "credit") == "3" and announced_version(extras, "other") is None
+    with pytest.raises(OrchestrationError, match="events of several models \\(a, b\\)"):
+        model_of("", [{"model": "a"}, {"model": "b"}])
