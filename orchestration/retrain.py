@@ -244,6 +244,11 @@ class Registered:
     prepare_run_id: str
     reused: bool  # a re-run: the versions existed already, nothing was registered or moved
 
+    def staging_event(self) -> dict[str, object] | None:
+        """The extra of the `credit_staging_version` event, None for a re-run that found its versions (nothing new:
+        no event, so no second promotion run and sign-off request)."""
+        return None if self.reused else self.as_extra()
+
     def as_extra(self) -> dict[str, object]:
         return {
             "model": self.model,

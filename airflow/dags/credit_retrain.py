@@ -137,8 +137,8 @@ def credit_retrain() -> None:
         registered = _run(
             lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings)
         )
-        extra = registered.as_extra()
-        if registered.reused:  # nothing new: no Asset event, so no second promotion run and sign-off request
+        extra = registered.staging_event()
+        if extra is None:  # a skipped task emits no Asset event
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException(f"versions {registered.versions} were registered by an earlier attempt")

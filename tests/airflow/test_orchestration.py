@@ -3,6 +3,9 @@ drift windows."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from orchestration.drift import window_of
 from orchestration.events import announced_version, event_extras, model_of
 from orchestration.promotion import approver_of, chosen_option
-from orchestration.retrain import RetrainParams
+from orchestration.retrain import Registered, RetrainParams
 from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
 from steps.prepare import DEFAULT_DATA_PATH
 from tests.airflow.conftest import require_airflow
@@ -127,3 +130,18 @@ def test_an_asset_triggered_run_takes_the_model_and_version_from_the_events() ->
     assert announced_version(extras, "credit") == "3" and announced_version(extras, "other") is None
     with pytest.raises(OrchestrationError, match="events of several models \\(a, b\\)"):
         model_of("", [{"model": "a"}, {"model": "b"}])
+
+
+def test_a_registration_found_again_announces_no_staging_version() -> None:
+    fresh = Registered("credit", "3", "fp32", {"fp32": "3", "int8": "4"}, "bench", "prep", reused=False)
+    assert fresh.staging_event() == fresh.as_extra() and fresh.as_extra()["version"] == "3"
+    again = Registered("credit", "3", "fp32", {"fp32": "3", "int8": "4"}, "bench", "prep", reused=True)
+    assert again.staging_event() is None
+
+
+def test_importing_the_airflow_conftest_changes_no_environment() -> None:
+    # The session's Airflow environment is set by pytest_configure, not as a side effect of an import.
+    code = "import os, tests.airflow.conftest as c; print(c.AIRFLOW_ENV == {} and 'AIRFLOW_HOME' not in os.environ)"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
