@@ -79,15 +79,18 @@ def _promoted_by(settings: RegistrySettings, version: str, dag_run_actor: str) -
     return any(r.actor == dag_run_actor or r.actor.startswith(f"{dag_run_actor} ") for r in records)
 
 
-def evaluate_staging(settings: RegistrySettings, actor: str) -> GateDecision:
+def evaluate_staging(settings: RegistrySettings, actor: str, named_explicitly: bool = False) -> GateDecision:
     """The gate report of the staging version against production, moving nothing.
 
-    Nothing to do when the model or its staging version is absent, or staging is production already. A refusal is
-    recorded in the audit trail (once per DAG run: `actor` names it), as `registry promote` records one.
+    Nothing to do when the model (unless `named_explicitly` by a Param: then an error) or its staging version is
+    absent, or staging is production already. A refusal is recorded in the audit trail (once per DAG run: `actor`
+    names it), as `registry promote` records one.
     """
     client = MlflowClient(settings.tracking_uri)
     name = settings.model_name
     if not model_exists(client, name):
+        if named_explicitly:  # a mistyped Param must not look like a green "nothing to do"
+            raise OrchestrationError(f"Param registered_model: no registered model {name!r} on this tracking server")
         return GateDecision(NOTHING_TO_DO, name, f"nothing to do: {name} is not registered yet")
     staged = version_for_alias(client, name, STAGING_ALIAS)
     if staged is None:

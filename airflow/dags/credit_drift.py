@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
     catchup=False,  # old hours of traffic are no reason to retrain now; a past window can be run by hand (Params)
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=50),  # well inside the hour, so runs never pile up
-    default_args={**network_retries(), "execution_timeout": timedelta(minutes=20)},
+    # measure's 3 attempts x 12 min, alert_retraining's 3 x 2 min and the retry delays fit in the 50 min (tested).
+    default_args={**network_retries(), "execution_timeout": timedelta(minutes=12)},
     params={
         "registered_model": Param("", type="string", description="empty: CREDIT_REGISTERED_MODEL_NAME"),
         "window_start": Param("", type="string", description="empty: the data interval's start; else ISO or Unix s"),
@@ -66,7 +67,7 @@ def credit_drift() -> None:
         logger.info("%s (window %s .. %s)", check.reason, window.start, window.end)
         return check.as_xcom()
 
-    @task.short_circuit(retries=0)
+    @task.short_circuit(retries=0, execution_timeout=timedelta(minutes=1))
     def drift_found(check: dict[str, Any]) -> bool:
         """Stop here (a success) unless the report says `act`."""
         return bool(check["drifted"])

@@ -110,7 +110,8 @@ def credit_promote() -> None:
         from orchestration.promotion import evaluate_staging
 
         try:
-            decision = evaluate_staging(_settings(), _actor())
+            named = bool(get_current_context()["params"]["registered_model"])
+            decision = evaluate_staging(_settings(), _actor(), named_explicitly=named)
         except USER_ERRORS as error:
             raise _fail_fast(error) from error
         announced = announced_version(_announced(), decision.model)

@@ -57,7 +57,9 @@ def _run(work: Callable[..., T]) -> T:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,  # a missed week is not worth training for afterwards: the next run trains on the newest data
     max_active_runs=1,  # two trainings at once would race to stage their candidates
-    dagrun_timeout=timedelta(hours=3),
+    # Every attempt of every task may use its whole execution_timeout: 5 steps x 3 x 30 min + register 3 x 10 min +
+    # the retry delays = 8 h 9 min at worst (tested); a normal run takes minutes.
+    dagrun_timeout=timedelta(hours=9),
     default_args={**network_retries(), "execution_timeout": timedelta(minutes=30)},
     params={
         "data_path": Param(
@@ -130,10 +132,11 @@ def credit_retrain() -> None:
     @task(outlets=[STAGING_VERSION], execution_timeout=timedelta(minutes=10), multiple_outputs=False)
     def register(benchmark_run_id: str) -> dict[str, object]:
         """Register both precisions and stage the candidate; the Asset event carries the version and run ids."""
+        from orchestration.promotion import dag_actor
         from orchestration.retrain import register as register_versions
 
         context = get_current_context()
-        actor = f"airflow {context['ti'].dag_id}/{context['ti'].run_id}"
+        actor = dag_actor(context["ti"].dag_id, context["ti"].run_id)
         registered = _run(
             lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings)
         )

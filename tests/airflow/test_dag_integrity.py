@@ -50,6 +50,17 @@ def test_tasks_and_run_policy(dag_bag: Any, dag_id: str) -> None:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(minutes=30), task.task_id
 
 
+@pytest.mark.parametrize("dag_id", ["credit_retrain", "credit_drift"])
+def test_every_attempt_of_every_task_fits_in_the_dag_run_timeout(dag_bag: Any, dag_id: str) -> None:
+    """The worst case: each task uses its whole execution_timeout on every attempt, after the longest retry delays."""
+    dag = load_dag(dag_bag, dag_id)
+    worst = timedelta()
+    for task in dag.tasks:
+        worst += task.execution_timeout * (task.retries + 1)
+        worst += sum((min(task.retry_delay * 2**n, task.max_retry_delay) for n in range(task.retries)), timedelta())
+    assert worst <= dag.dagrun_timeout, (worst, dag.dagrun_timeout)
+
+
 def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any) -> None:
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
@@ -91,6 +102,7 @@ def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_
     assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.timetable.expression == "0 * * * *"
     assert [asset.name for asset in dag.get_task("alert_retraining").outlets] == ["credit_drift_alert"]
     assert dag.get_task("alert_retraining").upstream_task_ids == {"measure", "drift_found"}
+    assert dict(dag.params) == {"registered_model": "", "window_start": "", "window_end": ""}
 
 
 PROBE = """

@@ -188,3 +188,10 @@ def test_a_production_change_during_the_sign_off_refuses_the_move(
     assert production_of(client, name) is None  # nothing moved
     (refusal,) = [r for r in records(client, name, "refused") if r.actor == f"{actor} approved by admin"]
     assert "run credit_promote again" in refusal.reason and refusal.to_version == "2"
+
+
+def test_a_mistyped_model_param_fails_instead_of_nothing_to_do(mlflow_server: str) -> None:
+    settings = registry_settings_for("credit-no-such-model")
+    with pytest.raises(OrchestrationError, match="Param registered_model: no registered model 'credit-no-such-model'"):
+        evaluate_staging(settings, "tests", named_explicitly=True)
+    assert evaluate_staging(settings, "tests").status == "nothing_to_do"  # not named by a Param: nothing to do
