@@ -207,7 +207,10 @@ class Answerer:
             return None
         for detail in response.json().get("hitl_details", []):
             ti = detail.get("task_instance") or {}
-            if ti.get("task_id") == self.task_id and not detail.get("response_received"):
+            # Answered only once the task waits for it (as a person answers what the UI shows): an answer written
+            # while the task is still on its way to `awaiting_input` can leave it `scheduled` and never resumed.
+            waiting = ti.get("state") == "awaiting_input"
+            if ti.get("task_id") == self.task_id and not detail.get("response_received") and waiting:
                 return dict(detail)
         return None
 
