@@ -53,7 +53,7 @@ class GateDecision:
 
 def dag_actor(dag_id: str, run_id: str) -> str:
     """The audit trail's actor for a DAG run (the approver is appended when there is one)."""
-    return f"airflow {dag_id}/{run_id}"
+    return audit.dag_run_actor(dag_id, run_id)
 
 
 def _refused_before(settings: RegistrySettings, version: str, actor: str) -> bool:

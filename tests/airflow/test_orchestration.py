@@ -145,3 +145,12 @@ def test_importing_the_airflow_conftest_changes_no_environment() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True", result.stderr[-2000:]
+
+
+def test_one_actor_format_for_a_dag_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestration.promotion import dag_actor
+    from registry.audit import current_actor
+
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "credit_promote")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__1")
+    assert current_actor() == dag_actor("credit_promote", "manual__1") == "airflow credit_promote/manual__1"
