@@ -62,6 +62,12 @@ class RetrainParams(BaseModel):
     seed: int = 42
     hidden_layers: str = "128-64"
     alpha: float = Field(default=0.1, ge=0)
+    learning_rate: float = Field(default=0.001, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_rows: int = Field(default=100, gt=0)
+    max_seconds: float = Field(default=2.0, gt=0)
     max_epochs: int = Field(default=200, gt=0)
     patience: int = Field(default=15, gt=0)
     cv_folds: int = Field(default=5, ge=0)
@@ -94,6 +100,17 @@ class RetrainParams(BaseModel):
             raise ValueError(f"must look like 64-32, got {value!r}") from error
         return value
 
+    @field_validator("batch_sizes")
+    @classmethod
+    def _batch_sizes(cls, value: str) -> str:
+        from steps.benchmark import parse_batch_sizes  # checked when each task starts, so prepare fails, not benchmark
+
+        try:
+            parse_batch_sizes(value)
+        except UserInputError as error:
+            raise ValueError(f"must be positive integers like '1 32 1024', got {value!r}") from error
+        return value
+
     def data_file(self) -> Path:
         """The CSV prepare reads, checked on the worker that runs prepare (the only task that reads it): the Param,
         else CREDIT_DATA_PATH, else the data file next to the installed `steps` package (never the DAG file's
@@ -116,6 +133,8 @@ class RetrainParams(BaseModel):
         return MLPParams(
             hidden_layers=parse_hidden_layers(self.hidden_layers),
             alpha=self.alpha,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
             max_epochs=self.max_epochs,
             patience=self.patience,
             seed=self.seed,
@@ -179,6 +198,9 @@ def prepare_data(params: RetrainParams, task: TaskRun, settings: PipelineSetting
             params.target,
             params.positive_label,
             seed=params.seed,
+            validation_fraction=params.validation_fraction,
+            test_fraction=params.test_fraction,
+            min_rows=params.min_rows,
             categorical_columns=params.column_list(params.categorical_columns),
             drop_columns=params.column_list(params.drop_columns),
             settings=tagged,
@@ -227,7 +249,9 @@ def benchmark_models(quantize_run_id: str, params: RetrainParams, task: TaskRun,
 
     def work(tagged: PipelineSettings) -> str:
         sizes = parse_batch_sizes(params.batch_sizes)
-        return benchmark(quantize_run_id, sizes, params.benchmark_repeats, settings=tagged).run_id
+        return benchmark(
+            quantize_run_id, sizes, params.benchmark_repeats, max_seconds=params.max_seconds, settings=tagged
+        ).run_id
 
     return run_once("benchmark", task, settings, work)
 

@@ -72,10 +72,15 @@ def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any)
     assert [asset.name for asset in dag.get_task("register").outlets] == ["credit_staging_version"]
     assert set(dag.params) == {
         "data_path", "target", "positive_label", "registered_model", "experiment_name", "candidate", "quantization",
-        "seed", "hidden_layers", "alpha", "max_epochs", "patience", "cv_folds", "batch_sizes", "benchmark_repeats",
+        "seed", "hidden_layers", "alpha", "learning_rate", "batch_size", "validation_fraction", "test_fraction",
+        "min_rows", "max_seconds", "max_epochs", "patience", "cv_folds", "batch_sizes", "benchmark_repeats",
         "categorical_columns", "drop_columns", "allow_schema_change",
     }  # fmt: skip
     assert dag.params["allow_schema_change"] is False and dag.params["max_epochs"] == 200
+    # The DAG's defaults are RetrainParams' (written twice: the DAG file imports nothing of the project's packages).
+    from orchestration.retrain import RetrainParams
+
+    assert dict(dag.params) == RetrainParams().model_dump()
 
 
 def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: Any) -> None:

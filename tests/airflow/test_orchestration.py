@@ -22,8 +22,11 @@ from tests.airflow.conftest import require_airflow
 
 def test_a_bad_param_names_the_param() -> None:
     with pytest.raises(OrchestrationError) as error:
-        RetrainParams.of({"quantization": "int4", "max_epochs": 0, "data_path": "/no/such/file.csv"})
+        RetrainParams.of({"quantization": "int4", "max_epochs": 0, "batch_sizes": "1 x", "test_fraction": 1.5})
     message = str(error.value)
+    assert "Param batch_sizes: Value error, must be positive integers like '1 32 1024', got '1 x'" in message
+    assert "Param test_fraction: Input should be less than 1" in message
+    assert RetrainParams.of({"learning_rate": 0.01, "batch_size": 16}).mlp_params().learning_rate == 0.01
     assert "Param quantization: Value error, must be one of dynamic, static, got 'int4'" in message
     assert "Param max_epochs: Input should be greater than 0" in message
 
