@@ -45,16 +45,14 @@ def credit_drift() -> None:
     @task(multiple_outputs=False)
     def measure() -> dict[str, Any]:
         """One drift report per version that scored traffic in the window; the numbers go to this log."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from orchestration.drift import check_drift, monitoring_settings_for, window_of
-        from orchestration.failures import USER_ERRORS
+        from orchestration.failures import fail_fast
 
         context = get_current_context()
         params = context["params"]
         # None for a run triggered without a logical date: the window Params are then required (window_of says so).
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        try:
+        with fail_fast():
             window = window_of(
                 None if start is None else start.timestamp(),
                 None if end is None else end.timestamp(),
@@ -62,8 +60,6 @@ def credit_drift() -> None:
                 params["window_end"],
             )
             check = check_drift(monitoring_settings_for(str(params["registered_model"])), window)
-        except USER_ERRORS as error:
-            raise AirflowFailException(str(error)) from error
         logger.info("%s (window %s .. %s)", check.reason, window.start, window.end)
         return check.as_xcom()
 

@@ -78,12 +78,6 @@ def _answer() -> Any:
     return get_current_context()["ti"].xcom_pull(task_ids=APPROVAL_TASK, key=ANSWER_KEY)
 
 
-def _fail_fast(error: Exception) -> Exception:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(str(error))
-
-
 @dag(
     dag_id=PROMOTE_DAG_ID,
     schedule=AssetOrTimeSchedule(
@@ -106,14 +100,12 @@ def credit_promote() -> None:
     def evaluate_gate() -> dict[str, Any]:
         """Gate report of staging vs production, logged as Markdown; nothing is moved."""
         from orchestration.events import announced_version
-        from orchestration.failures import USER_ERRORS
+        from orchestration.failures import fail_fast
         from orchestration.promotion import evaluate_staging
 
-        try:
+        with fail_fast():
             named = bool(get_current_context()["params"]["registered_model"])
             decision = evaluate_staging(_settings(), _actor(), named_explicitly=named)
-        except USER_ERRORS as error:
-            raise _fail_fast(error) from error
         announced = announced_version(_announced(), decision.model)
         if announced is not None and announced != decision.version:
             logger.warning(
@@ -153,14 +145,12 @@ def credit_promote() -> None:
     @task(trigger_rule="none_failed_min_one_success")
     def promote() -> str:
         """Move `production` to exactly the evaluated version (the gate runs again at the move)."""
-        from orchestration.failures import USER_ERRORS
+        from orchestration.failures import fail_fast
         from orchestration.promotion import GateDecision, approver_of, promote_evaluated
 
         decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
-        try:
+        with fail_fast():
             result = promote_evaluated(GateDecision.of(decision), approver_of(answer), _actor(), _settings())
-        except USER_ERRORS as error:
-            raise _fail_fast(error) from error
         logger.info("%s", result.message)
         return result.message
 

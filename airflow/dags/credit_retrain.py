@@ -32,23 +32,19 @@ logger = logging.getLogger(__name__)
 
 def _run(work: Callable[..., T]) -> T:
     """Call `work(params, task_run, settings)` for the running task; a user mistake fails it without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from orchestration.events import event_extras, model_of
-    from orchestration.failures import USER_ERRORS
+    from orchestration.failures import fail_fast
     from orchestration.retrain import RetrainParams, TaskRun, pipeline_settings
 
     context = get_current_context()
     ti = context["ti"]
-    try:
+    with fail_fast():
         params = RetrainParams.of(context["params"])
         # Started by a drift alert with the Param empty: retrain the model the alert is about.
         alerts = event_extras(context.get("triggering_asset_events"), DRIFT_ALERT_ASSET)
         model = model_of(params.registered_model, alerts)
         params = params.model_copy(update={"registered_model": model})
         return work(params, TaskRun(ti.dag_id, ti.run_id, ti.task_id), pipeline_settings(params))
-    except USER_ERRORS as error:
-        raise AirflowFailException(str(error)) from error
 
 
 @dag(

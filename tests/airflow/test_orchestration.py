@@ -157,3 +157,17 @@ def test_one_actor_format_for_a_dag_run(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "credit_promote")
     monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__1")
     assert current_actor() == dag_actor("credit_promote", "manual__1") == "airflow credit_promote/manual__1"
+
+
+def test_fail_fast_turns_a_user_mistake_into_a_failure_without_retries_and_lets_the_rest_retry() -> None:
+    require_airflow()
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from orchestration.failures import fail_fast
+
+    with pytest.raises(AirflowFailException, match="Param x: bad"):
+        with fail_fast():
+            raise OrchestrationError("Param x: bad")
+    with pytest.raises(ConnectionError):  # a flaky server: retried
+        with fail_fast():
+            raise ConnectionError("reset")
