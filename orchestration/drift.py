@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mlflow.tracking import MlflowClient
+
 from monitoring.job import DriftOutcome, run_drift
 from monitoring.settings import MonitoringSettings
 from monitoring.summary import drifted_feature_names, number
@@ -70,15 +72,24 @@ def parse_time(value: object, param: str) -> float | None:
     return moment.timestamp()
 
 
-def window_of(interval_start: float, interval_end: float, start: object = None, end: object = None) -> WindowSpec:
+def window_of(
+    interval_start: float | None, interval_end: float | None, start: object = None, end: object = None
+) -> WindowSpec:
     """The rows scored in the DAG run's data interval, or in [start, end) when the Params name another window.
 
-    A re-run of the same DAG run has the same interval, so it reads the same rows (and finds the report it made).
+    A run triggered without a logical date (`airflow dags trigger` without `-l`, REST with `"logical_date": null`)
+    has no data interval (None): it needs both Params. A re-run of the same DAG run has the same interval, so it
+    reads the same rows (and finds the report it made).
     """
     window_start = parse_time(start, "window_start")
     window_end = parse_time(end, "window_end")
     spec_start = interval_start if window_start is None else window_start
     spec_end = interval_end if window_end is None else window_end
+    if spec_start is None or spec_end is None:
+        missing = " and ".join(p for p, v in (("window_start", spec_start), ("window_end", spec_end)) if v is None)
+        raise OrchestrationError(
+            f"this DAG run has no data interval (triggered without a logical date): give the Params {missing}"
+        )
     if spec_start >= spec_end:
         raise OrchestrationError(
             f"the drift window is empty: start {spec_start} is not before end {spec_end} (data interval or the "
@@ -135,6 +146,23 @@ def check_drift(settings: MonitoringSettings, window: WindowSpec) -> DriftCheck:
         reason=f"drift: {reason}" if flagged else "no drift",
         report_run_ids=[version.report_run_id for version in flagged if version.report_run_id],
     )
+
+
+REQUESTED_BY_TAG = "retraining_requested_by"
+
+
+def request_retraining(tracking_uri: str, report_run_ids: list[str], requester: str) -> str | None:
+    """Mark the drift reports as having started retraining (tag `retraining_requested_by` = `requester`, the DAG
+    run); returns the earlier requester instead when one of them has started it already, so the same reports (a
+    re-run over the same window, a cleared task) never start a second retraining and a second sign-off."""
+    client = MlflowClient(tracking_uri)
+    for run_id in report_run_ids:
+        earlier = client.get_run(run_id).data.tags.get(REQUESTED_BY_TAG)
+        if earlier and earlier != requester:
+            return str(earlier)
+    for run_id in report_run_ids:
+        client.set_tag(run_id, REQUESTED_BY_TAG, requester)
+    return None
 
 
 def monitoring_settings_for(registered_model: str = "") -> MonitoringSettings:

@@ -10,14 +10,14 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from orchestration.settings import OrchestrationSettings
+from orchestration.settings import OrchestrationError, OrchestrationSettings
 from registry import audit
 from registry.errors import RegistryError
 from registry.gate import GateReport
 from registry.promotion import GateEvaluation, MoveResult, gate_report, promote, record_refusal
 from registry.resolve import version_for_alias
 from registry.settings import RegistrySettings
-from registry.versions import STAGING_ALIAS, model_exists
+from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, model_exists
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class GateDecision:
 
 def dag_actor(dag_id: str, run_id: str) -> str:
     """The audit trail's actor for a DAG run (the approver is appended when there is one)."""
-    return f"airflow {dag_id}/{run_id}"
+    return audit.dag_run_actor(dag_id, run_id)
 
 
 def _refused_before(settings: RegistrySettings, version: str, actor: str) -> bool:
@@ -79,15 +79,18 @@ def _promoted_by(settings: RegistrySettings, version: str, dag_run_actor: str) -
     return any(r.actor == dag_run_actor or r.actor.startswith(f"{dag_run_actor} ") for r in records)
 
 
-def evaluate_staging(settings: RegistrySettings, actor: str) -> GateDecision:
+def evaluate_staging(settings: RegistrySettings, actor: str, named_explicitly: bool = False) -> GateDecision:
     """The gate report of the staging version against production, moving nothing.
 
-    Nothing to do when the model or its staging version is absent, or staging is production already. A refusal is
-    recorded in the audit trail (once per DAG run: `actor` names it), as `registry promote` records one.
+    Nothing to do when the model (unless `named_explicitly` by a Param: then an error) or its staging version is
+    absent, or staging is production already. A refusal is recorded in the audit trail (once per DAG run: `actor`
+    names it), as `registry promote` records one.
     """
     client = MlflowClient(settings.tracking_uri)
     name = settings.model_name
     if not model_exists(client, name):
+        if named_explicitly:  # a mistyped Param must not look like a green "nothing to do"
+            raise OrchestrationError(f"Param registered_model: no registered model {name!r} on this tracking server")
         return GateDecision(NOTHING_TO_DO, name, f"nothing to do: {name} is not registered yet")
     staged = version_for_alias(client, name, STAGING_ALIAS)
     if staged is None:
@@ -148,8 +151,11 @@ def record_rejection(decision: GateDecision, rejected_by: str, dag_run_actor: st
 def promote_evaluated(
     decision: GateDecision, approved_by: str | None, dag_run_actor: str, settings: RegistrySettings
 ) -> MoveResult:
-    """Promote exactly the version the gate evaluated (the gate runs again at the move: production may have changed
-    while the sign-off was pending). Run again for the same DAG run, it moves nothing."""
+    """Promote exactly the version the gate evaluated, over exactly the production version it was evaluated against.
+
+    If production changed while the sign-off was pending, nothing moves: the refusal is recorded and the task fails
+    (the person approved "N replacing M", not "N replacing K"). The gate runs again at the move. Run again for the
+    same DAG run, it moves nothing."""
     evaluation = decision.evaluation()
     version = evaluation.version
     if _promoted_by(settings, version, dag_run_actor):
@@ -157,8 +163,23 @@ def promote_evaluated(
         logger.info(message)
         return MoveResult("no-op", decision.model, version, version, message)
     actor = f"{dag_run_actor} approved by {approved_by}" if approved_by else dag_run_actor
+    current = _production_now(settings)
+    if current != evaluation.incumbent_version:
+        # The approver signed off "version N replacing M"; replacing another version is not what was approved.
+        reason = (
+            f"production changed from {evaluation.incumbent_version or 'none'} to {current or 'none'} during the "
+            "sign-off: run credit_promote again"
+        )
+        if not _refused_before(settings, version, actor):
+            record_refusal(settings, evaluation, actor, reason, evaluation.report)
+        raise OrchestrationError(f"{decision.model} version {version} was not promoted: {reason}")
     reason = f"approved by {approved_by}" if approved_by else "scheduled promotion (no sign-off required)"
     return promote(version=version, reason=reason, actor=actor, settings=settings)
+
+
+def _production_now(settings: RegistrySettings) -> str | None:
+    current = version_for_alias(MlflowClient(settings.tracking_uri), settings.model_name, PRODUCTION_ALIAS)
+    return None if current is None else str(current.version)
 
 
 def registry_settings_for(registered_model: str = "", mirror_stages: bool = True) -> RegistrySettings:

@@ -8,6 +8,7 @@ first looks for a FINISHED run with those tags and returns it rather than traini
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from steps.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
 
+DATA_PATH_ENV = "CREDIT_DATA_PATH"
 DAG_ID_TAG = "airflow_dag_id"
 RUN_ID_TAG = "airflow_run_id"
 TASK_ID_TAG = "airflow_task_id"
@@ -50,7 +52,7 @@ class RetrainParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    data_path: str = str(DEFAULT_DATA_PATH)
+    data_path: str = ""  # empty: CREDIT_DATA_PATH, else steps.prepare.DEFAULT_DATA_PATH (resolved on the worker)
     target: str = "Status"
     positive_label: str = "bad"
     registered_model: str = ""  # empty: CREDIT_REGISTERED_MODEL_NAME (default credit-scoring)
@@ -60,6 +62,12 @@ class RetrainParams(BaseModel):
     seed: int = 42
     hidden_layers: str = "128-64"
     alpha: float = Field(default=0.1, ge=0)
+    learning_rate: float = Field(default=0.001, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_rows: int = Field(default=100, gt=0)
+    max_seconds: float = Field(default=2.0, gt=0)
     max_epochs: int = Field(default=200, gt=0)
     patience: int = Field(default=15, gt=0)
     cv_folds: int = Field(default=5, ge=0)
@@ -92,13 +100,25 @@ class RetrainParams(BaseModel):
             raise ValueError(f"must look like 64-32, got {value!r}") from error
         return value
 
-    @field_validator("data_path")
+    @field_validator("batch_sizes")
     @classmethod
-    def _existing_file(cls, value: str) -> str:
-        # Checked on the worker that runs prepare (the only task that reads the file).
-        if not Path(value).is_file():
-            raise ValueError(f"no such file on this worker: {value}")
+    def _batch_sizes(cls, value: str) -> str:
+        from steps.benchmark import parse_batch_sizes  # checked when each task starts, so prepare fails, not benchmark
+
+        try:
+            parse_batch_sizes(value)
+        except UserInputError as error:
+            raise ValueError(f"must be positive integers like '1 32 1024', got {value!r}") from error
         return value
+
+    def data_file(self) -> Path:
+        """The CSV prepare reads, checked on the worker that runs prepare (the only task that reads it): the Param,
+        else CREDIT_DATA_PATH, else the data file next to the installed `steps` package (never the DAG file's
+        folder: DAGs are often mounted elsewhere, e.g. /opt/airflow/dags)."""
+        path = Path(self.data_path or os.environ.get(DATA_PATH_ENV) or DEFAULT_DATA_PATH)
+        if not path.is_file():
+            raise OrchestrationError(f"Param data_path: no such file on this worker: {path}")
+        return path
 
     @classmethod
     def of(cls, params: Mapping[str, Any]) -> RetrainParams:
@@ -113,6 +133,8 @@ class RetrainParams(BaseModel):
         return MLPParams(
             hidden_layers=parse_hidden_layers(self.hidden_layers),
             alpha=self.alpha,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
             max_epochs=self.max_epochs,
             patience=self.patience,
             seed=self.seed,
@@ -168,12 +190,17 @@ def run_once(step: str, task: TaskRun, settings: PipelineSettings, work: Callabl
 def prepare_data(params: RetrainParams, task: TaskRun, settings: PipelineSettings) -> str:
     from steps.prepare import prepare
 
+    data_file = params.data_file()
+
     def work(tagged: PipelineSettings) -> str:
         return prepare(
-            Path(params.data_path),
+            data_file,
             params.target,
             params.positive_label,
             seed=params.seed,
+            validation_fraction=params.validation_fraction,
+            test_fraction=params.test_fraction,
+            min_rows=params.min_rows,
             categorical_columns=params.column_list(params.categorical_columns),
             drop_columns=params.column_list(params.drop_columns),
             settings=tagged,
@@ -222,7 +249,9 @@ def benchmark_models(quantize_run_id: str, params: RetrainParams, task: TaskRun,
 
     def work(tagged: PipelineSettings) -> str:
         sizes = parse_batch_sizes(params.batch_sizes)
-        return benchmark(quantize_run_id, sizes, params.benchmark_repeats, settings=tagged).run_id
+        return benchmark(
+            quantize_run_id, sizes, params.benchmark_repeats, max_seconds=params.max_seconds, settings=tagged
+        ).run_id
 
     return run_once("benchmark", task, settings, work)
 
@@ -238,6 +267,11 @@ class Registered:
     benchmark_run_id: str
     prepare_run_id: str
     reused: bool  # a re-run: the versions existed already, nothing was registered or moved
+
+    def staging_event(self) -> dict[str, object] | None:
+        """The extra of the `credit_staging_version` event, None for a re-run that found its versions (nothing new:
+        no event, so no second promotion run and sign-off request)."""
+        return None if self.reused else self.as_extra()
 
     def as_extra(self) -> dict[str, object]:
         return {

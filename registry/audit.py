@@ -38,11 +38,16 @@ class AuditRecord:
     gate_verdict: str
 
 
+def dag_run_actor(dag_id: str, run_id: str) -> str:
+    """The audit trail's actor for an Airflow DAG run (the one format: the DAGs append "approved by <user>")."""
+    return f"airflow {dag_id}/{run_id}"
+
+
 def current_actor() -> str:
     """Who is acting: the Airflow DAG run when inside one, else user@host."""
     dag, run = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
     if dag and run:
-        return f"airflow:{dag}/{run}"
+        return dag_run_actor(dag, run)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

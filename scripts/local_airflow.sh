@@ -40,14 +40,21 @@ else
 fi
 
 printf 'airflow: waiting for the API server on 127.0.0.1:%s ' "$port"
+healthy=false
 for _ in $(seq 1 180); do
     if python -c "import requests, sys; sys.exit(requests.get('http://127.0.0.1:$port/api/v2/monitor/health', timeout=2).status_code != 200)" 2>/dev/null; then
+        healthy=true
         break
     fi
     printf '.'
     sleep 1
 done
 echo
+if [ "$healthy" != true ]; then
+    echo "airflow: the API server did not become healthy in 180 s; the end of $home/standalone.log:" >&2
+    tail -n 40 "$home/standalone.log" >&2 || true
+    exit 1
+fi
 cat <<MSG
 Airflow:       http://127.0.0.1:$port   (user admin; password in $home/simple_auth_manager_passwords.json.generated)
 DAGs:          credit_retrain, credit_promote, credit_drift (airflow/dags; paused at first: unpause them in the UI)

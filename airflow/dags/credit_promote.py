@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -26,6 +26,9 @@ from orchestration.dag_policy import (
     network_retries,
 )
 
+if TYPE_CHECKING:  # for the annotation only: nothing of the registry is imported when the file is parsed
+    from registry.settings import RegistrySettings
+
 STAGING_VERSION = Asset(STAGING_VERSION_ASSET)
 GATE_TASK = "evaluate_gate"
 APPROVAL_TASK = "approval"
@@ -33,11 +36,21 @@ ANSWER_KEY = "answer"
 logger = logging.getLogger(__name__)
 
 
-def _settings() -> Any:
+def _announced() -> list[dict[str, Any]]:
+    """The extras of the `credit_staging_version` events that started this run (none for a daily or manual run)."""
+    from orchestration.events import event_extras
+
+    return event_extras(get_current_context().get("triggering_asset_events"), STAGING_VERSION_ASSET)
+
+
+def _settings() -> RegistrySettings:
+    from orchestration.events import model_of
     from orchestration.promotion import registry_settings_for
 
     params = get_current_context()["params"]
-    return registry_settings_for(str(params["registered_model"]), bool(params["mirror_stages"]))
+    # Started by a new staging version with the Param empty: the model the event is about.
+    model = model_of(str(params["registered_model"]), _announced())
+    return registry_settings_for(model, bool(params["mirror_stages"]))
 
 
 def _actor() -> str:
@@ -65,12 +78,6 @@ def _answer() -> Any:
     return get_current_context()["ti"].xcom_pull(task_ids=APPROVAL_TASK, key=ANSWER_KEY)
 
 
-def _fail_fast(error: Exception) -> Exception:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(str(error))
-
-
 @dag(
     dag_id=PROMOTE_DAG_ID,
     schedule=AssetOrTimeSchedule(
@@ -92,13 +99,22 @@ def credit_promote() -> None:
     @task(task_id=GATE_TASK, multiple_outputs=False)  # one XCom: the decision as a whole
     def evaluate_gate() -> dict[str, Any]:
         """Gate report of staging vs production, logged as Markdown; nothing is moved."""
-        from orchestration.failures import USER_ERRORS
+        from orchestration.events import announced_version
+        from orchestration.failures import fail_fast
         from orchestration.promotion import evaluate_staging
 
-        try:
-            decision = evaluate_staging(_settings(), _actor())
-        except USER_ERRORS as error:
-            raise _fail_fast(error) from error
+        with fail_fast():
+            named = bool(get_current_context()["params"]["registered_model"])
+            decision = evaluate_staging(_settings(), _actor(), named_explicitly=named)
+        announced = announced_version(_announced(), decision.model)
+        if announced is not None and announced != decision.version:
+            logger.warning(
+                "started for %s version %s, but staging is version %s now: the gate evaluates the current staging "
+                "version",
+                decision.model,
+                announced,
+                decision.version,
+            )
         logger.info("%s", decision.message)
         if decision.markdown:
             logger.info("gate report:\n%s", decision.markdown)
@@ -129,18 +145,16 @@ def credit_promote() -> None:
     @task(trigger_rule="none_failed_min_one_success")
     def promote() -> str:
         """Move `production` to exactly the evaluated version (the gate runs again at the move)."""
-        from orchestration.failures import USER_ERRORS
+        from orchestration.failures import fail_fast
         from orchestration.promotion import GateDecision, approver_of, promote_evaluated
 
         decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
-        try:
+        with fail_fast():
             result = promote_evaluated(GateDecision.of(decision), approver_of(answer), _actor(), _settings())
-        except USER_ERRORS as error:
-            raise _fail_fast(error) from error
         logger.info("%s", result.message)
         return result.message
 
-    @task(trigger_rule="all_skipped")
+    @task(trigger_rule="all_skipped", retries=0)  # writes the audit record once; a failure is looked at, not retried
     def record_rejection() -> bool:
         """Runs when `promote` was skipped: if a person rejected the version, say so in the audit trail (once)."""
         from orchestration.promotion import GateDecision, approver_of, chosen_option
@@ -150,7 +164,7 @@ def credit_promote() -> None:
         if chosen_option(answer) != ApprovalOperator.REJECT:
             logger.info("no rejection to record")
             return False
-        rejected_by = approver_of(answer) or "unknown user"
+        rejected_by = approver_of(answer) or "unknown user"  # approver_of names the user whenever there is an answer
         return audit_rejection(GateDecision.of(decision), rejected_by, _actor(), _settings())
 
     moved = promote()

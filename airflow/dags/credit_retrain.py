@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pendulum
@@ -25,7 +24,6 @@ from orchestration.dag_policy import (
     network_retries,
 )
 
-DATA_PATH = Path(__file__).resolve().parents[2] / "data" / "credit_data.csv"
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET)
 STAGING_VERSION = Asset(STAGING_VERSION_ASSET)
 T = TypeVar("T")
@@ -34,18 +32,19 @@ logger = logging.getLogger(__name__)
 
 def _run(work: Callable[..., T]) -> T:
     """Call `work(params, task_run, settings)` for the running task; a user mistake fails it without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from orchestration.failures import USER_ERRORS
+    from orchestration.events import event_extras, model_of
+    from orchestration.failures import fail_fast
     from orchestration.retrain import RetrainParams, TaskRun, pipeline_settings
 
     context = get_current_context()
     ti = context["ti"]
-    try:
+    with fail_fast():
         params = RetrainParams.of(context["params"])
+        # Started by a drift alert with the Param empty: retrain the model the alert is about.
+        alerts = event_extras(context.get("triggering_asset_events"), DRIFT_ALERT_ASSET)
+        model = model_of(params.registered_model, alerts)
+        params = params.model_copy(update={"registered_model": model})
         return work(params, TaskRun(ti.dag_id, ti.run_id, ti.task_id), pipeline_settings(params))
-    except USER_ERRORS as error:
-        raise AirflowFailException(str(error)) from error
 
 
 @dag(
@@ -54,10 +53,16 @@ def _run(work: Callable[..., T]) -> T:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,  # a missed week is not worth training for afterwards: the next run trains on the newest data
     max_active_runs=1,  # two trainings at once would race to stage their candidates
-    dagrun_timeout=timedelta(hours=3),
+    # Every attempt of every task may use its whole execution_timeout: 5 steps x 3 x 30 min + register 3 x 10 min +
+    # the retry delays = 8 h 9 min at worst (tested); a normal run takes minutes.
+    dagrun_timeout=timedelta(hours=9),
     default_args={**network_retries(), "execution_timeout": timedelta(minutes=30)},
     params={
-        "data_path": Param(str(DATA_PATH), type="string", description="CSV file of applicants, on the workers"),
+        "data_path": Param(
+            "",
+            type="string",
+            description="CSV file of applicants on the workers; empty: CREDIT_DATA_PATH, else the project's data file",
+        ),
         "target": Param("Status", type="string"),
         "positive_label": Param("bad", type="string", description="the target value that means default"),
         "registered_model": Param("", type="string", description="empty: CREDIT_REGISTERED_MODEL_NAME"),
@@ -67,6 +72,12 @@ def _run(work: Callable[..., T]) -> T:
         "seed": Param(42, type="integer"),
         "hidden_layers": Param("128-64", type="string", description="layer sizes, e.g. 64-32"),
         "alpha": Param(0.1, type="number", minimum=0),
+        "learning_rate": Param(0.001, type="number", exclusiveMinimum=0),
+        "batch_size": Param(64, type="integer", minimum=1, description="the MLP's training batch"),
+        "validation_fraction": Param(0.15, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
+        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
+        "min_rows": Param(100, type="integer", minimum=1, description="prepare refuses smaller data"),
+        "max_seconds": Param(2.0, type="number", exclusiveMinimum=0, description="benchmark time per batch size"),
         "max_epochs": Param(200, type="integer", minimum=1),
         "patience": Param(15, type="integer", minimum=1),
         "cv_folds": Param(5, type="integer", minimum=0, description="0 turns cross-validation off"),
@@ -86,10 +97,10 @@ def credit_retrain() -> None:
         from orchestration.retrain import check_inputs, prepare_data
 
         def work(params: Any, task_run: Any, settings: Any) -> str:
-            events = get_current_context().get("triggering_asset_events") or {}
-            for asset, asset_events in events.items():
-                for event in asset_events:
-                    logger.info("triggered by %s: %s", asset, event.extra)
+            from orchestration.events import event_extras
+
+            for extra in event_extras(get_current_context().get("triggering_asset_events"), DRIFT_ALERT_ASSET):
+                logger.info("triggered by %s: %s", DRIFT_ALERT_ASSET, extra)
             run_id = prepare_data(params, task_run, settings)
             check_inputs(run_id, params, settings)
             return run_id
@@ -123,14 +134,19 @@ def credit_retrain() -> None:
     @task(outlets=[STAGING_VERSION], execution_timeout=timedelta(minutes=10), multiple_outputs=False)
     def register(benchmark_run_id: str) -> dict[str, object]:
         """Register both precisions and stage the candidate; the Asset event carries the version and run ids."""
+        from orchestration.promotion import dag_actor
         from orchestration.retrain import register as register_versions
 
         context = get_current_context()
-        actor = f"airflow {context['ti'].dag_id}/{context['ti'].run_id}"
+        actor = dag_actor(context["ti"].dag_id, context["ti"].run_id)
         registered = _run(
             lambda params, task_run, settings: register_versions(benchmark_run_id, params, actor, settings)
         )
-        extra = registered.as_extra()
+        extra = registered.staging_event()
+        if extra is None:  # a skipped task emits no Asset event
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"versions {registered.versions} were registered by an earlier attempt")
         context["outlet_events"][STAGING_VERSION].extra = extra
         return extra
 

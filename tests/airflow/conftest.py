@@ -1,14 +1,15 @@
 """Real Airflow for the DAG tests: one AIRFLOW_HOME (SQLite, migrated once), the repository's DAG folder, and one
 API server sharing the metadata database (the approvals are answered through its REST API).
 
-Airflow reads its configuration when it is first imported, so the environment is set when this file is imported,
-before any test module imports Airflow.
+Airflow reads its configuration when it is first imported, so the environment is set in pytest_configure, before
+any test module imports Airflow, and restored (the temporary home removed) in pytest_unconfigure.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,20 +30,46 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "airflow" / "dags"
 ADMIN, ADMIN_PASSWORD = "admin", "airflow-tests"
 
-AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-home-"))
-AIRFLOW_ENV = {
-    "AIRFLOW_HOME": str(AIRFLOW_HOME),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
-    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(AIRFLOW_HOME / "passwords.json"),
-    "AIRFLOW__API_AUTH__JWT_SECRET": "airflow-tests-jwt-secret",
-    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-}
-os.environ.update(AIRFLOW_ENV)
-(AIRFLOW_HOME / "passwords.json").write_text(json.dumps({ADMIN: ADMIN_PASSWORD}))
+# Filled by pytest_configure (one temporary AIRFLOW_HOME per session, removed at the end).
+AIRFLOW_ENV: dict[str, str] = {}
+_SAVED_ENV: dict[str, str | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Airflow reads its configuration when first imported: point it at a temporary home before any test imports it
+    (pytest calls this when it loads this conftest, before collecting the test modules here)."""
+    home = Path(tempfile.mkdtemp(prefix="airflow-home-"))
+    AIRFLOW_ENV.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": "airflow-tests-jwt-secret",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+    )
+    _SAVED_ENV.update({key: os.environ.get(key) for key in AIRFLOW_ENV})
+    os.environ.update(AIRFLOW_ENV)
+    (home / "passwords.json").write_text(json.dumps({ADMIN: ADMIN_PASSWORD}))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The environment as it was, and the temporary home removed."""
+    if "AIRFLOW_HOME" in AIRFLOW_ENV:
+        shutil.rmtree(AIRFLOW_ENV["AIRFLOW_HOME"], ignore_errors=True)
+    for key, value in _SAVED_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def airflow_home() -> Path:
+    return Path(AIRFLOW_ENV["AIRFLOW_HOME"])
 
 
 def require_airflow() -> None:
@@ -64,7 +91,7 @@ def airflow_db() -> Path:
         [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return AIRFLOW_HOME
+    return airflow_home()
 
 
 # The DAGs' Param defaults as parsed. In one process, dag.test() writes a run's conf into the DAG's own Param objects
@@ -134,6 +161,7 @@ class Answerer:
     def __init__(self, server: ApiServer, dag_id: str, task_id: str, option: str):
         self.server, self.dag_id, self.task_id, self.option = server, dag_id, task_id, option
         self.answered: dict[str, Any] | None = None
+        self.detail: dict[str, Any] | None = None  # the request as the approver saw it (subject, body)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -150,8 +178,10 @@ class Answerer:
         try:
             headers = {"Authorization": f"Bearer {self.server.token()}"}
             while not self._stop.is_set():
-                run_id = self._pending_run_id(headers)
-                if run_id is not None:
+                detail = self._pending(headers)
+                if detail is not None:
+                    self.detail = detail
+                    run_id = str(detail["task_instance"]["dag_run_id"])
                     url = (
                         f"{self.server.url}/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/"
                         f"{self.task_id}/-1/hitlDetails"
@@ -166,7 +196,7 @@ class Answerer:
         except BaseException as error:  # reported by the test, which otherwise would only see a timeout
             self.error = error
 
-    def _pending_run_id(self, headers: dict[str, str]) -> str | None:
+    def _pending(self, headers: dict[str, str]) -> dict[str, Any] | None:
         response = requests.get(
             f"{self.server.url}/api/v2/dags/{self.dag_id}/dagRuns/~/hitlDetails",
             params={"response_received": "false"},
@@ -177,8 +207,11 @@ class Answerer:
             return None
         for detail in response.json().get("hitl_details", []):
             ti = detail.get("task_instance") or {}
-            if ti.get("task_id") == self.task_id and not detail.get("response_received"):
-                return str(ti["dag_run_id"])
+            # Answered only once the task waits for it (as a person answers what the UI shows): an answer written
+            # while the task is still on its way to `awaiting_input` can leave it `scheduled` and never resumed.
+            waiting = ti.get("state") == "awaiting_input"
+            if ti.get("task_id") == self.task_id and not detail.get("response_received") and waiting:
+                return dict(detail)
         return None
 
 
@@ -223,10 +256,36 @@ def task_states(dag_id: str, run_id: str) -> dict[str, str | None]:
     return {task_id: (str(state.value) if hasattr(state, "value") else state) for task_id, state in rows}
 
 
-def run_dag(dag_bag: Any, dag_id: str, conf: dict[str, Any]) -> tuple[str, dict[str, str | None]]:
-    """`dag.test()` with these Params; returns the DAG run's id and its tasks' states."""
+def run_dag(
+    dag_bag: Any,
+    dag_id: str,
+    conf: dict[str, Any],
+    consumed_events: list[Any] | None = None,
+    **test_kwargs: Any,
+) -> tuple[str, dict[str, str | None]]:
+    """`dag.test()` with these Params (and `test_kwargs`, e.g. logical_date=None); returns the DAG run's id and its
+    tasks' states.
+
+    `consumed_events` (AssetEvents from the metadata database) are linked to the new DAG run as the scheduler links
+    the events that trigger an Asset-scheduled run (the `dagrun_asset_event` table): the tasks then find them in
+    `triggering_asset_events`, built by Airflow itself. dag.test() has no parameter for it, so the link is written
+    when the run's row is inserted.
+    """
+    from airflow.models.asset import association_table
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import event
+
+    def link_events(mapper: Any, connection: Any, target: Any) -> None:
+        if target.dag_id == dag_id and consumed_events:
+            rows = [{"dag_run_id": target.id, "event_id": e.id} for e in consumed_events]
+            connection.execute(association_table.insert(), rows)
+
     dag = load_dag(dag_bag, dag_id)
-    dag_run = dag.test(run_conf={**PARAM_DEFAULTS[dag_id], **conf})
+    event.listen(DagRun, "after_insert", link_events)
+    try:
+        dag_run = dag.test(run_conf={**PARAM_DEFAULTS[dag_id], **conf}, **test_kwargs)
+    finally:
+        event.remove(DagRun, "after_insert", link_events)
     return dag_run.run_id, task_states(dag_id, dag_run.run_id)
 
 

@@ -19,6 +19,14 @@ EXPECTED_DAGS = {
     "credit_promote": ["evaluate_gate", "route", "approval", "no_approval_required", "promote", "record_rejection"],
     "credit_drift": ["measure", "drift_found", "alert_retraining"],
 }
+# Exact retries per task: 2 for what talks to MLflow or Redis, 0 for decisions and records written once.
+RETRIES = {
+    "credit_retrain": dict.fromkeys(EXPECTED_DAGS["credit_retrain"], 2),
+    "credit_promote": {
+        "evaluate_gate": 2, "route": 0, "approval": 0, "no_approval_required": 2, "promote": 2, "record_rejection": 0,
+    },
+    "credit_drift": {"measure": 2, "drift_found": 0, "alert_retraining": 2},
+}  # fmt: skip
 HEAVY_MODULES = ["mlflow", "sklearn", "pandas", "onnxruntime", "evidently", "steps", "registry", "monitoring", "redis"]
 
 
@@ -34,11 +42,23 @@ def test_tasks_and_run_policy(dag_bag: Any, dag_id: str) -> None:
     dag = load_dag(dag_bag, dag_id)
     assert sorted(dag.task_ids) == sorted(EXPECTED_DAGS[dag_id])
     assert dag.max_active_runs == 1 and dag.catchup is False
+    assert {task.task_id: task.retries for task in dag.tasks} == RETRIES[dag_id]
     for task in dag.tasks:
-        if task.task_id in ("approval", "route", "drift_found", "record_rejection", "no_approval_required"):
+        if RETRIES[dag_id][task.task_id] == 0 or task.task_id == "no_approval_required":
             continue
-        assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
+        assert task.retry_exponential_backoff, task.task_id
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(minutes=30), task.task_id
+
+
+@pytest.mark.parametrize("dag_id", ["credit_retrain", "credit_drift"])
+def test_every_attempt_of_every_task_fits_in_the_dag_run_timeout(dag_bag: Any, dag_id: str) -> None:
+    """The worst case: each task uses its whole execution_timeout on every attempt, after the longest retry delays."""
+    dag = load_dag(dag_bag, dag_id)
+    worst = timedelta()
+    for task in dag.tasks:
+        worst += task.execution_timeout * (task.retries + 1)
+        worst += sum((min(task.retry_delay * 2**n, task.max_retry_delay) for n in range(task.retries)), timedelta())
+    assert worst <= dag.dagrun_timeout, (worst, dag.dagrun_timeout)
 
 
 def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any) -> None:
@@ -52,10 +72,15 @@ def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any)
     assert [asset.name for asset in dag.get_task("register").outlets] == ["credit_staging_version"]
     assert set(dag.params) == {
         "data_path", "target", "positive_label", "registered_model", "experiment_name", "candidate", "quantization",
-        "seed", "hidden_layers", "alpha", "max_epochs", "patience", "cv_folds", "batch_sizes", "benchmark_repeats",
+        "seed", "hidden_layers", "alpha", "learning_rate", "batch_size", "validation_fraction", "test_fraction",
+        "min_rows", "max_seconds", "max_epochs", "patience", "cv_folds", "batch_sizes", "benchmark_repeats",
         "categorical_columns", "drop_columns", "allow_schema_change",
     }  # fmt: skip
     assert dag.params["allow_schema_change"] is False and dag.params["max_epochs"] == 200
+    # The DAG's defaults are RetrainParams' (written twice: the DAG file imports nothing of the project's packages).
+    from orchestration.retrain import RetrainParams
+
+    assert dict(dag.params) == RetrainParams().model_dump()
 
 
 def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: Any) -> None:
@@ -82,6 +107,7 @@ def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_
     assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.timetable.expression == "0 * * * *"
     assert [asset.name for asset in dag.get_task("alert_retraining").outlets] == ["credit_drift_alert"]
     assert dag.get_task("alert_retraining").upstream_task_ids == {"measure", "drift_found"}
+    assert dict(dag.params) == {"registered_model": "", "window_start": "", "window_end": ""}
 
 
 PROBE = """

@@ -1,6 +1,6 @@
 """credit_drift under dag.test() on a real gateway's prediction stream: shifted traffic emits the Asset event that
 starts credit_retrain (with the reason and the report run), undrifted traffic does not, and a re-run over the same
-window logs no second report."""
+window logs no second report and starts no second retraining."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def reports(client: MlflowClient, experiment_name: str) -> list[Any]:
     return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
 
-def test_drifted_traffic_starts_retraining_and_a_rerun_logs_no_second_report(
+def test_drifted_traffic_starts_retraining_once_and_a_rerun_logs_no_second_report(
     dag_bag: Any, monitored: GatewayProcess, credit_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     applicants = credit_frame.drop(columns=["Status"]).sample(n=900, random_state=5)
@@ -56,9 +56,12 @@ def test_drifted_traffic_starts_retraining_and_a_rerun_logs_no_second_report(
     (report,) = reports(client, f"monitoring-airflow-{tmp_path.name}")
     assert event.extra["report_run_ids"] == [report.info.run_id] and report.data.tags["verdict"] == "act"
 
-    again, states = run_dag(dag_bag, "credit_drift", conf)  # the same window: the report is found, not logged again
-    assert states["alert_retraining"] == "success"
-    assert asset_events("credit_drift_alert", again)[0].extra["report_run_ids"] == [report.info.run_id]
+    assert client.get_run(report.info.run_id).data.tags["retraining_requested_by"] == f"credit_drift/{run_id}"
+
+    # The same window again: the report is found, not logged again, and it started retraining already: no event.
+    again, states = run_dag(dag_bag, "credit_drift", conf)
+    assert states == {"measure": "success", "drift_found": "success", "alert_retraining": "skipped"}
+    assert asset_events("credit_drift_alert", again) == []
     assert len(reports(client, f"monitoring-airflow-{tmp_path.name}")) == 1
 
 

@@ -3,24 +3,46 @@ drift windows."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from orchestration.drift import window_of
+from orchestration.events import announced_version, event_extras, model_of
 from orchestration.promotion import approver_of, chosen_option
-from orchestration.retrain import RetrainParams
+from orchestration.retrain import Registered, RetrainParams
 from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
+from steps.prepare import DEFAULT_DATA_PATH
 from tests.airflow.conftest import require_airflow
 
 
 def test_a_bad_param_names_the_param() -> None:
     with pytest.raises(OrchestrationError) as error:
-        RetrainParams.of({"quantization": "int4", "max_epochs": 0, "data_path": "/no/such/file.csv"})
+        RetrainParams.of({"quantization": "int4", "max_epochs": 0, "batch_sizes": "1 x", "test_fraction": 1.5})
     message = str(error.value)
+    assert "Param batch_sizes: Value error, must be positive integers like '1 32 1024', got '1 x'" in message
+    assert "Param test_fraction: Input should be less than 1" in message
+    assert RetrainParams.of({"learning_rate": 0.01, "batch_size": 16}).mlp_params().learning_rate == 0.01
     assert "Param quantization: Value error, must be one of dynamic, static, got 'int4'" in message
     assert "Param max_epochs: Input should be greater than 0" in message
-    assert "Param data_path: Value error, no such file on this worker: /no/such/file.csv" in message
+
+
+def test_the_data_file_is_the_param_else_credit_data_path_else_the_packages_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CREDIT_DATA_PATH", raising=False)
+    assert RetrainParams.of({}).data_file() == DEFAULT_DATA_PATH  # not relative to the DAG file
+    data = tmp_path / "fresh.csv"
+    data.write_text("Status\nbad\n")
+    monkeypatch.setenv("CREDIT_DATA_PATH", str(data))
+    assert RetrainParams.of({}).data_file() == data
+    params = RetrainParams.of({"data_path": "/no/such/file.csv"})  # accepted: only prepare reads the file
+    with pytest.raises(OrchestrationError, match="Param data_path: no such file on this worker: /no/such/file.csv"):
+        params.data_file()
 
 
 @dataclass
@@ -73,7 +95,79 @@ def test_drift_windows() -> None:
         window_of(5.0, 5.0)
 
 
+def test_a_run_without_a_logical_date_takes_its_drift_window_from_the_params() -> None:
+    # Airflow 3: `airflow dags trigger` without -l, or REST with "logical_date": null, gives no data interval.
+    spec = window_of(None, None, "1000", "2026-12-01T10:00:00Z")
+    assert (spec.start, spec.end) == (1000.0, 1796119200.0)
+    with pytest.raises(OrchestrationError, match="no data interval .*give the Params window_start and window_end"):
+        window_of(None, None)
+    with pytest.raises(OrchestrationError, match="give the Params window_end$"):
+        window_of(None, None, "1000")
+
+
 def test_the_answer_of_an_approval() -> None:
     answer = {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "risk-officer"}}
     assert (chosen_option(answer), approver_of(answer)) == ("Reject", "risk-officer")
     assert (chosen_option(None), approver_of(None)) == (None, None)
+
+
+@dataclass(frozen=True)
+class FakeAsset:
+    name: str
+
+
+@dataclass
+class FakeEvent:
+    extra: dict[str, object]
+
+
+def test_an_asset_triggered_run_takes_the_model_and_version_from_the_events() -> None:
+    events = {
+        FakeAsset("credit_staging_version"): [FakeEvent({"model": "credit", "version": "3"})],
+        FakeAsset("other"): [FakeEvent({"model": "elsewhere"})],
+    }
+    extras = event_extras(events, "credit_staging_version")
+    assert extras == [{"model": "credit", "version": "3"}]
+    assert model_of("", extras) == "credit" and model_of("given", extras) == "given"
+    assert model_of("", event_extras(None, "credit_staging_version")) == ""  # scheduled or manual: the settings'
+    assert announced_version(extras, "credit") == "3" and announced_version(extras, "other") is None
+    with pytest.raises(OrchestrationError, match="events of several models \\(a, b\\)"):
+        model_of("", [{"model": "a"}, {"model": "b"}])
+
+
+def test_a_registration_found_again_announces_no_staging_version() -> None:
+    fresh = Registered("credit", "3", "fp32", {"fp32": "3", "int8": "4"}, "bench", "prep", reused=False)
+    assert fresh.staging_event() == fresh.as_extra() and fresh.as_extra()["version"] == "3"
+    again = Registered("credit", "3", "fp32", {"fp32": "3", "int8": "4"}, "bench", "prep", reused=True)
+    assert again.staging_event() is None
+
+
+def test_importing_the_airflow_conftest_changes_no_environment() -> None:
+    # The session's Airflow environment is set by pytest_configure, not as a side effect of an import.
+    code = "import os, tests.airflow.conftest as c; print(c.AIRFLOW_ENV == {} and 'AIRFLOW_HOME' not in os.environ)"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
+
+
+def test_one_actor_format_for_a_dag_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestration.promotion import dag_actor
+    from registry.audit import current_actor
+
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "credit_promote")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__1")
+    assert current_actor() == dag_actor("credit_promote", "manual__1") == "airflow credit_promote/manual__1"
+
+
+def test_fail_fast_turns_a_user_mistake_into_a_failure_without_retries_and_lets_the_rest_retry() -> None:
+    require_airflow()
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from orchestration.failures import fail_fast
+
+    with pytest.raises(AirflowFailException, match="Param x: bad"):
+        with fail_fast():
+            raise OrchestrationError("Param x: bad")
+    with pytest.raises(ConnectionError):  # a flaky server: retried
+        with fail_fast():
+            raise ConnectionError("reset")

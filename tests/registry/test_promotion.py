@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from registry import audit
 from registry.errors import RegistryError
-from registry.gate import GateRefusedError
-from registry.promotion import SchemaChangeError, promote, rollback, stage
+from registry.gate import GateRefusedError, GateReport
+from registry.promotion import SchemaChangeError, gate_report, promote, record_refusal, rollback, stage
 from registry.resolve import resolve
 from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, registration, set_alias
@@ -383,3 +384,33 @@ def test_cli_unknown_model_is_one_line(registry_settings: RegistrySettings) -> N
     result = registry_cli(registry_settings.model_copy(update={"model_name": "nope"}), "rollback")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: registered model 'nope' not found"
+
+
+def test_a_gate_report_moves_nothing_and_a_recorded_refusal_is_one_audit_record(
+    registry_settings: RegistrySettings, registered_versions: RegisteredVersions
+) -> None:
+    client = MlflowClient(registry_settings.tracking_uri)
+    base, candidate = registered_versions.versions["base_fp32"], registered_versions.versions["copy_of_production"]
+    set_alias(client, registry_settings.model_name, STAGING_ALIAS, candidate)
+    before = len(audit_records(registry_settings))
+
+    evaluation = gate_report(settings=registry_settings)  # the staging version by default
+    assert (evaluation.version, evaluation.incumbent_version) == (candidate, base) and evaluation.report is not None
+    assert production(registry_settings) == base and staged(registry_settings) == candidate
+    assert len(audit_records(registry_settings)) == before
+    # Handed between two Airflow tasks as JSON, the report comes back the same.
+    assert GateReport.from_dict(json.loads(json.dumps(evaluation.report.to_dict()))) == evaluation.report
+    assert gate_report(base, registry_settings).report is None  # production itself: nothing to evaluate
+
+    run_id = record_refusal(registry_settings, evaluation, "reviewer@test", "rejected by reviewer", evaluation.report)
+    records = audit_records(registry_settings)
+    assert len(records) == before + 1 and records[0].run_id == run_id
+    refusal = records[0]
+    assert (refusal.action, refusal.outcome, refusal.from_version, refusal.to_version) == (
+        "promote",
+        "refused",
+        base,
+        candidate,
+    )
+    assert (refusal.actor, refusal.reason) == ("reviewer@test", "rejected by reviewer")
+    assert production(registry_settings) == base and staged(registry_settings) == candidate
