@@ -1,42 +1,21 @@
 # EKS: a private-subnet cluster with secrets encryption and control-plane logs, one managed node group, and the OIDC
 # provider for IAM roles for service accounts (the tracking server's S3 access).
-data "aws_caller_identity" "current" {}
+module "secrets_key" {
+  source = "../kms-key"
 
-resource "aws_kms_key" "secrets" {
-  description         = "${var.name} EKS secrets encryption"
-  enable_key_rotation = true
-  policy              = data.aws_iam_policy_document.secrets_key.json
+  description = "${var.name} EKS secrets encryption"
 }
 
-data "aws_iam_policy_document" "secrets_key" {
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-}
+module "cluster_role" {
+  source = "../iam-role"
 
-data "aws_iam_policy_document" "cluster_assume" {
-  statement {
-    actions = ["sts:AssumeRole", "sts:TagSession"]
-    principals {
-      type        = "Service"
-      identifiers = ["eks.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "cluster" {
-  name               = "${var.name}-eks-cluster"
-  assume_role_policy = data.aws_iam_policy_document.cluster_assume.json
+  name                = "${var.name}-eks-cluster"
+  service             = "eks.amazonaws.com"
+  assume_role_actions = ["sts:AssumeRole", "sts:TagSession"]
 }
 
 resource "aws_iam_role_policy_attachment" "cluster" {
-  role       = aws_iam_role.cluster.name
+  role       = module.cluster_role.name
   policy_arn = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
@@ -44,13 +23,13 @@ resource "aws_cloudwatch_log_group" "cluster" {
   # The name EKS writes control-plane logs to.
   name              = "/aws/eks/${var.name}/cluster"
   retention_in_days = 365
-  kms_key_id        = aws_kms_key.secrets.arn
+  kms_key_id        = module.secrets_key.arn
 }
 
 resource "aws_eks_cluster" "this" {
   name     = var.name
   version  = var.kubernetes_version
-  role_arn = aws_iam_role.cluster.arn
+  role_arn = module.cluster_role.arn
 
   enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
@@ -68,7 +47,7 @@ resource "aws_eks_cluster" "this" {
   encryption_config {
     resources = ["secrets"]
     provider {
-      key_arn = aws_kms_key.secrets.arn
+      key_arn = module.secrets_key.arn
     }
   }
 
@@ -76,19 +55,11 @@ resource "aws_eks_cluster" "this" {
 }
 
 # --- Nodes
-data "aws_iam_policy_document" "node_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
-    }
-  }
-}
+module "node_role" {
+  source = "../iam-role"
 
-resource "aws_iam_role" "node" {
-  name               = "${var.name}-eks-node"
-  assume_role_policy = data.aws_iam_policy_document.node_assume.json
+  name    = "${var.name}-eks-node"
+  service = "ec2.amazonaws.com"
 }
 
 resource "aws_iam_role_policy_attachment" "node" {
@@ -98,7 +69,7 @@ resource "aws_iam_role_policy_attachment" "node" {
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
   ])
 
-  role       = aws_iam_role.node.name
+  role       = module.node_role.name
   policy_arn = each.value
 }
 
@@ -125,7 +96,7 @@ resource "aws_launch_template" "node" {
 resource "aws_eks_node_group" "default" {
   cluster_name    = aws_eks_cluster.this.name
   node_group_name = "default"
-  node_role_arn   = aws_iam_role.node.arn
+  node_role_arn   = module.node_role.arn
   subnet_ids      = var.private_subnet_ids
   instance_types  = var.node_instance_types
   ami_type        = "AL2023_x86_64_STANDARD"
@@ -184,29 +155,17 @@ locals {
   oidc_issuer = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
 }
 
-data "aws_iam_policy_document" "mlflow_assume" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [aws_iam_openid_connect_provider.this.arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_issuer}:sub"
-      values   = ["system:serviceaccount:${var.mlflow_namespace}:${var.mlflow_service_account}"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_issuer}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-  }
-}
+module "mlflow_role" {
+  source = "../iam-role"
 
-resource "aws_iam_role" "mlflow" {
-  name               = "${var.name}-mlflow"
-  assume_role_policy = data.aws_iam_policy_document.mlflow_assume.json
+  name = "${var.name}-mlflow"
+  service_account = {
+    oidc_provider_arn = aws_iam_openid_connect_provider.this.arn
+    oidc_issuer       = local.oidc_issuer
+    namespace         = var.mlflow_namespace
+    name              = var.mlflow_service_account
+  }
+  inline_policies = { "mlflow-artifacts" = data.aws_iam_policy_document.mlflow_artifacts.json }
 }
 
 data "aws_iam_policy_document" "mlflow_artifacts" {
@@ -227,10 +186,4 @@ data "aws_iam_policy_document" "mlflow_artifacts" {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.artifact_kms_key_arn]
   }
-}
-
-resource "aws_iam_role_policy" "mlflow_artifacts" {
-  name   = "mlflow-artifacts"
-  role   = aws_iam_role.mlflow.id
-  policy = data.aws_iam_policy_document.mlflow_artifacts.json
 }

@@ -25,5 +25,5 @@ output "oidc_provider_arn" {
 
 output "mlflow_role_arn" {
   description = "IAM role of the mlflow ServiceAccount."
-  value       = aws_iam_role.mlflow.arn
+  value       = module.mlflow_role.arn
 }

@@ -4,49 +4,29 @@
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
 
-resource "aws_kms_key" "this" {
-  description         = "${var.name} monitoring: alert topic and logs"
-  enable_key_rotation = true
-  policy              = data.aws_iam_policy_document.key.json
-}
+module "key" {
+  source = "../kms-key"
 
-data "aws_iam_policy_document" "key" {
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid       = "ServicesEncrypt"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${data.aws_region.current.region}.amazonaws.com", "aps.amazonaws.com"]
-    }
-  }
+  description           = "${var.name} monitoring: alert topic and logs"
+  service_principals    = ["logs.${data.aws_region.current.region}.amazonaws.com", "aps.amazonaws.com"]
+  service_statement_sid = "ServicesEncrypt"
 }
 
 resource "aws_cloudwatch_log_group" "gateway" {
   name              = "/credit-scoring/${var.name}/gateway"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
 }
 
 resource "aws_cloudwatch_log_group" "prometheus" {
   name              = "/aws/prometheus/${var.name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
 }
 
 resource "aws_prometheus_workspace" "this" {
   alias       = var.name
-  kms_key_arn = aws_kms_key.this.arn
+  kms_key_arn = module.key.arn
 
   logging_configuration {
     log_group_arn = "${aws_cloudwatch_log_group.prometheus.arn}:*"
@@ -62,7 +42,7 @@ resource "aws_prometheus_rule_group_namespace" "alerts" {
 
 resource "aws_sns_topic" "alerts" {
   name              = "${var.name}-alerts"
-  kms_master_key_id = aws_kms_key.this.arn
+  kms_master_key_id = module.key.arn
 }
 
 resource "aws_sns_topic_subscription" "email" {
@@ -112,24 +92,17 @@ resource "aws_prometheus_alert_manager_definition" "this" {
 
 # --- The in-cluster collector (ADOT / Prometheus agent, installed with its Helm chart) remote-writes to the
 # workspace and ships the gateway's logs, with this role (IRSA).
-data "aws_iam_policy_document" "collector_assume" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [var.cluster_oidc_arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${var.cluster_oidc_issuer}:sub"
-      values   = ["system:serviceaccount:${var.collector_namespace}:${var.collector_service_account}"]
-    }
-  }
-}
+module "collector_role" {
+  source = "../iam-role"
 
-resource "aws_iam_role" "collector" {
-  name               = "${var.name}-metrics-collector"
-  assume_role_policy = data.aws_iam_policy_document.collector_assume.json
+  name = "${var.name}-metrics-collector"
+  service_account = {
+    oidc_provider_arn = var.cluster_oidc_arn
+    oidc_issuer       = var.cluster_oidc_issuer
+    namespace         = var.collector_namespace
+    name              = var.collector_service_account
+  }
+  inline_policies = { "remote-write-and-logs" = data.aws_iam_policy_document.collector.json }
 }
 
 data "aws_iam_policy_document" "collector" {
@@ -146,31 +119,13 @@ data "aws_iam_policy_document" "collector" {
   }
 }
 
-resource "aws_iam_role_policy" "collector" {
-  name   = "remote-write-and-logs"
-  role   = aws_iam_role.collector.id
-  policy = data.aws_iam_policy_document.collector.json
-}
-
 # --- Grafana: reads the workspace (and CloudWatch for the logs); users sign in through IAM Identity Center.
-data "aws_iam_policy_document" "grafana_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["grafana.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-  }
-}
+module "grafana_role" {
+  source = "../iam-role"
 
-resource "aws_iam_role" "grafana" {
-  name               = "${var.name}-grafana"
-  assume_role_policy = data.aws_iam_policy_document.grafana_assume.json
+  name           = "${var.name}-grafana"
+  service        = "grafana.amazonaws.com"
+  source_account = data.aws_caller_identity.current.account_id
 }
 
 resource "aws_iam_role_policy_attachment" "grafana" {
@@ -179,7 +134,7 @@ resource "aws_iam_role_policy_attachment" "grafana" {
     "arn:aws:iam::aws:policy/service-role/AmazonGrafanaCloudWatchAccess",
   ])
 
-  role       = aws_iam_role.grafana.name
+  role       = module.grafana_role.name
   policy_arn = each.value
 }
 
@@ -188,6 +143,6 @@ resource "aws_grafana_workspace" "this" {
   account_access_type      = "CURRENT_ACCOUNT"
   authentication_providers = ["AWS_SSO"]
   permission_type          = "CUSTOMER_MANAGED"
-  role_arn                 = aws_iam_role.grafana.arn
+  role_arn                 = module.grafana_role.arn
   data_sources             = ["PROMETHEUS", "CLOUDWATCH"]
 }

@@ -20,7 +20,7 @@ output "gateway_log_group" {
 
 output "collector_role_arn" {
   description = "IAM role of the in-cluster collector's ServiceAccount (IRSA)."
-  value       = aws_iam_role.collector.arn
+  value       = module.collector_role.arn
 }
 
 output "alert_topic_arn" {

@@ -104,56 +104,28 @@ resource "aws_route_table_association" "private" {
 }
 
 # VPC flow logs (rejected and accepted traffic) to CloudWatch, encrypted with the module's key.
-resource "aws_kms_key" "logs" {
-  description         = "${var.name} VPC flow logs"
-  enable_key_rotation = true
-  policy              = data.aws_iam_policy_document.logs_key.json
-}
-
-data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
 
-data "aws_iam_policy_document" "logs_key" {
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
+module "logs_key" {
+  source = "../kms-key"
 
-  statement {
-    sid       = "CloudWatchLogsUse"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${data.aws_region.current.region}.amazonaws.com"]
-    }
-  }
+  description           = "${var.name} VPC flow logs"
+  service_principals    = ["logs.${data.aws_region.current.region}.amazonaws.com"]
+  service_statement_sid = "CloudWatchLogsUse"
 }
 
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/aws/vpc/${var.name}/flow-logs"
   retention_in_days = var.flow_log_retention_days
-  kms_key_id        = aws_kms_key.logs.arn
+  kms_key_id        = module.logs_key.arn
 }
 
-data "aws_iam_policy_document" "flow_logs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-  }
-}
+module "flow_logs_role" {
+  source = "../iam-role"
 
-resource "aws_iam_role" "flow_logs" {
-  name               = "${var.name}-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+  name            = "${var.name}-flow-logs"
+  service         = "vpc-flow-logs.amazonaws.com"
+  inline_policies = { "write-flow-logs" = data.aws_iam_policy_document.flow_logs.json }
 }
 
 data "aws_iam_policy_document" "flow_logs" {
@@ -163,15 +135,9 @@ data "aws_iam_policy_document" "flow_logs" {
   }
 }
 
-resource "aws_iam_role_policy" "flow_logs" {
-  name   = "write-flow-logs"
-  role   = aws_iam_role.flow_logs.id
-  policy = data.aws_iam_policy_document.flow_logs.json
-}
-
 resource "aws_flow_log" "this" {
   vpc_id          = aws_vpc.this.id
   traffic_type    = "ALL"
   log_destination = aws_cloudwatch_log_group.flow_logs.arn
-  iam_role_arn    = aws_iam_role.flow_logs.arn
+  iam_role_arn    = module.flow_logs_role.arn
 }

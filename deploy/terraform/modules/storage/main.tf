@@ -1,29 +1,15 @@
 # What the stack keeps: MLflow's artifacts (S3), MLflow's and Airflow's metadata (RDS PostgreSQL), the gateway's
 # cache and prediction stream (ElastiCache Redis). Everything encrypted with one customer-managed key.
-data "aws_caller_identity" "current" {}
+module "key" {
+  source = "../kms-key"
 
-resource "aws_kms_key" "this" {
   description             = "${var.name} storage: artifacts, database, cache, secrets"
-  enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.key.json
-}
-
-data "aws_iam_policy_document" "key" {
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
 }
 
 resource "aws_kms_alias" "this" {
   name          = "alias/${var.name}-storage"
-  target_key_id = aws_kms_key.this.key_id
+  target_key_id = module.key.key_id
 }
 
 # --- S3: MLflow's artifact store (--artifacts-destination). Only the tracking server's role writes to it.
@@ -58,7 +44,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.this.arn
+      kms_master_key_id = module.key.arn
     }
     bucket_key_enabled = true
   }
@@ -143,23 +129,15 @@ resource "aws_db_parameter_group" "this" {
   }
 }
 
-data "aws_iam_policy_document" "rds_monitoring_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["monitoring.rds.amazonaws.com"]
-    }
-  }
-}
+module "rds_monitoring_role" {
+  source = "../iam-role"
 
-resource "aws_iam_role" "rds_monitoring" {
-  name               = "${var.name}-rds-monitoring"
-  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  name    = "${var.name}-rds-monitoring"
+  service = "monitoring.rds.amazonaws.com"
 }
 
 resource "aws_iam_role_policy_attachment" "rds_monitoring" {
-  role       = aws_iam_role.rds_monitoring.name
+  role       = module.rds_monitoring_role.name
   policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
@@ -173,13 +151,13 @@ resource "aws_db_instance" "this" {
   max_allocated_storage = var.db_allocated_storage_gb * 10
   storage_type          = "gp3"
   storage_encrypted     = true
-  kms_key_id            = aws_kms_key.this.arn
+  kms_key_id            = module.key.arn
 
   db_name  = "mlflow"
   username = "credit_admin"
   # RDS creates, stores (Secrets Manager) and rotates the master password: it is never in Terraform's state.
   manage_master_user_password   = true
-  master_user_secret_kms_key_id = aws_kms_key.this.arn
+  master_user_secret_kms_key_id = module.key.arn
 
   multi_az               = var.db_multi_az
   db_subnet_group_name   = aws_db_subnet_group.this.name
@@ -196,9 +174,9 @@ resource "aws_db_instance" "this" {
   auto_minor_version_upgrade          = true
   enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
   monitoring_interval                 = 60
-  monitoring_role_arn                 = aws_iam_role.rds_monitoring.arn
+  monitoring_role_arn                 = module.rds_monitoring_role.arn
   performance_insights_enabled        = true
-  performance_insights_kms_key_id     = aws_kms_key.this.arn
+  performance_insights_kms_key_id     = module.key.arn
 }
 
 # --- ElastiCache Redis: the gateway's prediction cache and the prediction stream the drift job reads.
@@ -233,7 +211,7 @@ resource "random_password" "redis_auth" {
 
 resource "aws_secretsmanager_secret" "redis_auth" {
   name       = "${var.name}/redis-auth-token"
-  kms_key_id = aws_kms_key.this.arn
+  kms_key_id = module.key.arn
 }
 
 resource "aws_secretsmanager_secret_version" "redis_auth" {
@@ -257,7 +235,7 @@ resource "aws_elasticache_replication_group" "this" {
   security_group_ids = [aws_security_group.redis.id]
 
   at_rest_encryption_enabled = true
-  kms_key_id                 = aws_kms_key.this.arn
+  kms_key_id                 = module.key.arn
   transit_encryption_enabled = true
   auth_token                 = random_password.redis_auth.result
 

@@ -1,6 +1,6 @@
 output "kms_key_arn" {
   description = "Customer-managed key of the bucket, the database, the cache and the secrets."
-  value       = aws_kms_key.this.arn
+  value       = module.key.arn
 }
 
 output "artifact_bucket" {

@@ -1,0 +1,21 @@
+# Addresses from before the shared submodules (kms-key, iam-role): a state applied with the earlier layout moves its
+# keys, roles and policies instead of destroying and recreating them.
+moved {
+  from = aws_kms_key.this
+  to   = module.key.aws_kms_key.this
+}
+
+moved {
+  from = aws_iam_role.collector
+  to   = module.collector_role.aws_iam_role.this
+}
+
+moved {
+  from = aws_iam_role_policy.collector
+  to   = module.collector_role.aws_iam_role_policy.this["remote-write-and-logs"]
+}
+
+moved {
+  from = aws_iam_role.grafana
+  to   = module.grafana_role.aws_iam_role.this
+}
