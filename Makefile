@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted airflow stop-airflow
+.PHONY: compose-test images gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean monitoring drift drift-shifted airflow stop-airflow
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,12 @@ airflow: venv ## Airflow 3 (standalone: scheduler, API/UI on 127.0.0.1:8080) run
 
 stop-airflow: ## Stop what `make airflow` started
 	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
+
+compose-test: ## The container tier: install Docker if missing, build every image, run the compose stack end to end (tests/compose; root)
+	scripts/compose-test.sh
+
+images: venv ## Build the stack's images (local base and stand-ins where nothing can be pulled); print sizes, build times, a code-only rebuild
+	python -m scripts.container_images --rebuild-after-code-change
 
 notebooks: venv ## Open notebooks/ in JupyterLab (127.0.0.1:8888) against the tracking server on $(PORT)
 	PYTHONPATH=$(CURDIR) MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(PORT)} \

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The Airflow image: Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor) with the pipeline's
 # packages, so that the DAGs' tasks call orchestration/ (and through it steps/, registry/, monitoring/) in-process. Installed from
 # requirements-pipeline.lock (the `pipeline` and `airflow` extras). The DAGs are mounted at /opt/airflow/dags.
@@ -7,15 +6,12 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
-ENV UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install --no-cache-dir "uv==0.13.9" \
-    && python -m venv /opt/venv
+# Wheels only (docker/build-venv.sh): no compiler is needed, and none is in either stage. docker/build-ca/ holds the
+# CA bundle of a TLS-re-signing proxy when there is one (scripts/compose-test.sh); only this stage sees it.
+COPY docker/build-ca/ /tmp/build-ca/
+COPY docker/build-venv.sh docker/byte-compile.sh /tmp/
 COPY requirements-pipeline.lock /tmp/requirements-pipeline.lock
-RUN uv pip install --python /opt/venv/bin/python --no-cache --only-binary :all: \
-        -r /tmp/requirements-pipeline.lock
+RUN /tmp/build-venv.sh /tmp/requirements-pipeline.lock
 WORKDIR /opt/credit-scoring
 COPY MLproject python_env.yaml ./
 COPY data/ data/
@@ -24,8 +20,15 @@ COPY scoring/ scoring/
 COPY registry/ registry/
 COPY steps/ steps/
 COPY monitoring/ monitoring/
+# The prediction stream's layout (serving.prediction_log), which the drift job reads.
+COPY serving/ serving/
 COPY orchestration/ orchestration/
-RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring orchestration
+# What its processes import: Airflow's CLI, scheduler, api-server, dag-processor and triggerer, the Task SDK, and
+# what the DAGs' tasks call (orchestration/ and, through it, the steps, the registry and the drift job).
+RUN /tmp/byte-compile.sh "scoring registry steps monitoring serving orchestration" airflow.cli.cli_parser \
+        airflow.jobs.scheduler_job_runner airflow.jobs.triggerer_job_runner airflow.api_fastapi.app \
+        airflow.dag_processing.manager airflow.sdk airflow.providers.standard.operators.hitl \
+        orchestration.retrain orchestration.promotion orchestration.drift steps.main evidently.presets psycopg
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 airflow \

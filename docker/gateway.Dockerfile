@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The gateway image: gunicorn + the Flask gateway (serving/) with the registry client (registry/) and the shared
 # scoring contract (scoring/), installed from requirements-serving.lock: mlflow-skinny, onnxruntime, Flask, redis.
 # Neither the training stack (mlflow, pandas, scikit-learn, matplotlib, evidently) nor Airflow is in it.
@@ -7,21 +6,24 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
-ENV UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install --no-cache-dir "uv==0.13.9" \
-    && python -m venv /opt/venv
+# Wheels only (docker/build-venv.sh): no compiler is needed, and none is in either stage. docker/build-ca/ holds the
+# CA bundle of a TLS-re-signing proxy when there is one (scripts/compose-test.sh); only this stage sees it.
+COPY docker/build-ca/ /tmp/build-ca/
+COPY docker/build-venv.sh docker/byte-compile.sh /tmp/
 COPY requirements-serving.lock /tmp/requirements-serving.lock
-# Wheels only: no compiler is needed, and none is in either stage.
-RUN uv pip install --python /opt/venv/bin/python --no-cache --only-binary :all: \
-        -r /tmp/requirements-serving.lock
+RUN /tmp/build-venv.sh /tmp/requirements-serving.lock \
+    # onnxruntime's C library (for C/C++ callers: its Python binding links its own copy, `ldd` shows no use of it)
+    # and its offline tools (quantization, transformer optimisers): 44 MB the gateway never loads.
+    && ort=/opt/venv/lib/python3.11/site-packages/onnxruntime \
+    && rm -rf "$ort"/capi/libonnxruntime.so.* "$ort"/quantization "$ort"/tools "$ort"/transformers
 WORKDIR /opt/credit-scoring
 COPY scoring/ scoring/
 COPY registry/ registry/
 COPY serving/ serving/
-RUN /opt/venv/bin/python -m compileall -q scoring registry serving
+# What a worker imports: the app, gunicorn's sync worker, the registry client and MLflow's artifact download.
+RUN /tmp/byte-compile.sh "scoring registry serving" serving.app serving.gunicorn_conf gunicorn.app.wsgiapp \
+        gunicorn.workers.sync gunicorn.glogging mlflow.artifacts mlflow.store.artifact.mlflow_artifacts_repo \
+        mlflow.store.artifact.http_artifact_repo
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 app \

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The pipeline image: `mlflow run . -e main` (the trainer of compose/) and the MLflow tracking server itself
 # (`mlflow server`, PostgreSQL backend, artifacts on a volume or S3), installed from requirements-pipeline.lock.
 #   docker build -f docker/trainer.Dockerfile -t credit-scoring/trainer .
@@ -6,15 +5,12 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
-ENV UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install --no-cache-dir "uv==0.13.9" \
-    && python -m venv /opt/venv
+# Wheels only (docker/build-venv.sh): no compiler is needed, and none is in either stage. docker/build-ca/ holds the
+# CA bundle of a TLS-re-signing proxy when there is one (scripts/compose-test.sh); only this stage sees it.
+COPY docker/build-ca/ /tmp/build-ca/
+COPY docker/build-venv.sh docker/byte-compile.sh /tmp/
 COPY requirements-pipeline.lock /tmp/requirements-pipeline.lock
-RUN uv pip install --python /opt/venv/bin/python --no-cache --only-binary :all: \
-        -r /tmp/requirements-pipeline.lock
+RUN /tmp/build-venv.sh /tmp/requirements-pipeline.lock
 WORKDIR /opt/credit-scoring
 COPY MLproject python_env.yaml conda.yaml requirements.lock ./
 COPY data/ data/
@@ -23,7 +19,12 @@ COPY scoring/ scoring/
 COPY registry/ registry/
 COPY steps/ steps/
 COPY monitoring/ monitoring/
-RUN /opt/venv/bin/python -m compileall -q scoring registry steps monitoring
+# The prediction stream's layout (serving.prediction_log), which the drift job reads.
+COPY serving/ serving/
+# What its processes import: `mlflow run` and each step, the registry CLI, the drift job, `mlflow server`.
+RUN /tmp/byte-compile.sh "scoring registry steps monitoring serving" steps.main steps.tune registry.cli monitoring.drift monitoring.job \
+        evidently.presets mlflow.cli mlflow.projects mlflow.server.handlers mlflow.store.tracking.sqlalchemy_store \
+        psycopg
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 app \

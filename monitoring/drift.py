@@ -14,7 +14,8 @@ import redis
 from pydantic import ValidationError
 
 from monitoring.errors import MonitoringInputError
-from registry.errors import first_line
+from registry.errors import RegistryError, first_line
+from registry.server import check_tracking_server
 
 if TYPE_CHECKING:
     from monitoring.job import DriftOutcome
@@ -89,6 +90,7 @@ def cli(
 
     try:
         settings = MonitoringSettings(**{key: value for key, value in overrides.items() if value is not None})
+        check_tracking_server(settings.tracking_uri)
         if data_file is not None and (last_rows is not None or since is not None):
             raise MonitoringInputError("--file and --last-rows/--since exclude each other")
         spec = WindowSpec(last_rows=last_rows, since_seconds=parse_duration(since) if since else None)
@@ -100,7 +102,7 @@ def cli(
         )
         click.echo(f"error: {problems}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
-    except MonitoringInputError as error:
+    except (MonitoringInputError, RegistryError) as error:
         click.echo(f"error: {first_line(error)}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except redis.RedisError as error:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -22,6 +20,7 @@ from registry.errors import RegistryError, first_line
 from registry.gate import GateRefusedError
 from registry.promotion import promote, rollback, stage
 from registry.resolve import require_model
+from registry.server import check_tracking_server
 from registry.settings import RegistrySettings
 from scoring.contract import LATENCY_P99_TAG, PARITY_TAG, PRECISION_TAG, TEST_ROC_AUC_TAG
 
@@ -30,20 +29,9 @@ EXIT_USER_ERROR = 2
 EXIT_REFUSED = 3
 
 
-def check_reachable(tracking_uri: str | None) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when an HTTP tracking server does not answer."""
-    if not tracking_uri or not tracking_uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=5):
-            return
-    except (urllib.error.URLError, OSError) as error:
-        raise RegistryError(f"cannot reach the MLflow tracking server at {tracking_uri} ({error})") from error
-
-
 def run_command(settings: RegistrySettings, work: Callable[[], T]) -> T:
     try:
-        check_reachable(settings.tracking_uri)
+        check_tracking_server(settings.tracking_uri)
         return work()
     except GateRefusedError as error:
         click.echo(error.report.to_markdown(), err=True)

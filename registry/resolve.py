@@ -50,7 +50,8 @@ def require_model(client: MlflowClient, name: str) -> None:
         client.get_registered_model(name)
     except MlflowException as error:
         if is_not_found(error):
-            raise RegistryError(f"registered model {name!r} not found") from error
+            # Named with the server asked: "not found" on the wrong server looks the same as on the right one.
+            raise RegistryError(f"registered model {name!r} not found on {client.tracking_uri}") from error
         raise
 
 

@@ -162,7 +162,8 @@ def main(
 @click.option(
     "--registered-model",
     default="",
-    help="Registered model for the versions, also the runs' experiment [env CREDIT_REGISTERED_MODEL_NAME].",
+    help="Registered model for the versions [env CREDIT_REGISTERED_MODEL_NAME]; outside `mlflow run` also the runs' "
+    "experiment, unless CREDIT_EXPERIMENT_NAME is set.",
 )
 @click.option(
     "--allow-schema-change",

@@ -12,7 +12,8 @@ class PipelineSettings(RegisteredModelSettings):
     model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore", populate_by_name=True)
 
     # Runs started outside `mlflow run` go to this experiment; unset, to the one named like the registered model, so
-    # that the runs of another model (`--registered-model`) do not mix with the credit-scoring runs.
+    # that the runs of another model (`--registered-model`) do not mix with the credit-scoring runs. Under `mlflow run`
+    # they go where it puts them; `steps.tracking.pipeline_experiments` finds both.
     experiment_name: str | None = None
     # Extra tags on every step's run: the Airflow DAG run and task that made it, so a retried task finds the run an
     # earlier attempt finished (orchestration.retrain) instead of training again.

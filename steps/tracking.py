@@ -1,4 +1,5 @@
-"""How a step owns its MLflow run: experiment, nesting under `main`, git tags, failure reason, lineage."""
+"""How a step owns its MLflow run: experiment, nesting under `main`, git tags, failure reason, lineage; and where the
+pipeline's runs are found again."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import Experiment, LifecycleStage, Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry.errors import first_line, is_not_found
-from scoring.contract import FAILURE_REASON_TAG, GIT_COMMIT_TAG, LINEAGE_KEYS, STEP_TAG
+from scoring.contract import FAILURE_REASON_TAG, GIT_COMMIT_TAG, LINEAGE_KEYS, SOURCE_RUN_ID_TAG, STEP_TAG
 from steps.errors import UserInputError
 from steps.settings import PipelineSettings
 
@@ -84,6 +85,36 @@ def step_run(step: str, settings: PipelineSettings) -> Iterator[mlflow.ActiveRun
             except BaseException as error:
                 mlflow.set_tag(FAILURE_REASON_TAG, f"{type(error).__name__}: {first_line(error)}"[:5000])
                 raise
+
+
+def pipeline_experiments(client: MlflowClient, settings: PipelineSettings) -> list[Experiment]:
+    """The experiments holding the pipeline runs of `settings.model_name`, looked up where `step_run` puts them.
+
+    Under `mlflow run` the runs are where MLflow put them: the experiment of `--experiment-name`, `Default` without it.
+    So: the experiments of the runs the registered model's versions were made from (newest version first), then
+    `settings.experiment` (runs started outside `mlflow run`: `python -m steps.*`, the DAGs) if it exists. Empty when
+    there is neither: nothing ran yet, or the client asks another tracking server.
+    """
+    found: dict[str, Experiment] = {}
+    asked: set[str] = set()
+    versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        run_id = version.run_id or version.tags.get(SOURCE_RUN_ID_TAG)
+        if not run_id or run_id in asked:
+            continue
+        asked.add(run_id)
+        try:
+            experiment_id = client.get_run(run_id).info.experiment_id
+        except MlflowException as error:
+            if is_not_found(error):  # the source run was deleted for good: its version still serves
+                continue
+            raise
+        if experiment_id not in found:
+            found[experiment_id] = client.get_experiment(experiment_id)
+    named = client.get_experiment_by_name(settings.experiment)
+    if named is not None:
+        found.setdefault(named.experiment_id, named)
+    return [experiment for experiment in found.values() if experiment.lifecycle_stage == LifecycleStage.ACTIVE]
 
 
 def log_params(params: dict[str, object]) -> None:

@@ -99,6 +99,8 @@ def readers() -> dict[str, set[str]]:
         # docker/trainer-entrypoint.sh: `mlflow run . -e main` (PipelineSettings, the registry's gate and promotion)
         # and `python -m registry status`; it runs no drift job (no MonitoringSettings).
         "trainer": settings_variables(PipelineSettings) | registry | client,
+        # compose's `drift` (the trainer image): `python -m monitoring.drift` alone.
+        "drift": settings_variables(MonitoringSettings) | registry | client,
         # `mlflow server`: MLflow's own variables only.
         "mlflow": mlflow_variables() | STANDARD,
         # The DAGs' tasks (orchestration/: OrchestrationSettings) call steps/, registry/ and monitoring/ in-process;
@@ -107,11 +109,16 @@ def readers() -> dict[str, set[str]]:
     }
 
 
-COMPOSE_PROCESS = {"gateway": "gateway", "trainer": "trainer", "mlflow": "mlflow"}  # + airflow-* -> "airflow"
+COMPOSE_PROCESS = {
+    "gateway": "gateway",
+    "trainer": "trainer",
+    "mlflow": "mlflow",
+    "drift": "drift",
+}  # + airflow-* -> "airflow"
 KUBERNETES_PROCESS = {"gateway": "gateway", "gateway-canary": "gateway", "mlflow": "mlflow"}
 DOCKERFILE_PROCESSES = {
     "gateway.Dockerfile": {"gateway"},
-    "trainer.Dockerfile": {"trainer", "mlflow"},  # the image of both the trainer and the tracking server
+    "trainer.Dockerfile": {"trainer", "mlflow", "drift"},  # the trainer's, the tracking server's, the drift job's
     "airflow.Dockerfile": {"airflow"},
 }
 
@@ -209,7 +216,8 @@ def test_dockerfile_variables_are_read_by_the_code(read_by: dict[str, set[str]])
 def test_ports_agree_everywhere(rendered) -> None:
     services = compose_services()
     gateway_bind = services["gateway"]["environment"]["SERVING_BIND"]
-    assert gateway_bind.endswith(":8000") and "${BIND_ADDRESS:-127.0.0.1}:8000:8000" in services["gateway"]["ports"]
+    assert gateway_bind.endswith(":8000")
+    assert services["gateway"]["ports"] == ["${BIND_ADDRESS:-127.0.0.1}:${GATEWAY_HOST_PORT:-8000}:8000"]
     assert "--port=5000" in services["mlflow"]["command"]
     assert services["airflow-api-server"]["command"][-2:] == ["--port", "8080"]
     gateway = (REPO / "docker" / "gateway.Dockerfile").read_text()

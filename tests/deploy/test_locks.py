@@ -69,8 +69,10 @@ def test_one_uv_everywhere_and_every_venv_synced(full: dict[str, str]) -> None:
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
     pinned = re.search(r"^uv_version=(\S+)$", bootstrap, re.M)
     assert pinned, "scripts/bootstrap.sh pins no uv"
+    # The images install their lock with docker/build-venv.sh: one uv pin for all three.
+    assert re.findall(r'"uv==([^"]+)"', (REPO / "docker" / "build-venv.sh").read_text()) == [pinned.group(1)]
     for dockerfile in sorted((REPO / "docker").glob("*.Dockerfile")):
-        assert re.findall(r'"uv==([^"]+)"', dockerfile.read_text()) == [pinned.group(1)], dockerfile.name
+        assert "/tmp/build-venv.sh /tmp/requirements" in dockerfile.read_text(), dockerfile.name
     assert full.get("uv") == pinned.group(1), "requirements.lock's uv (kept by `uv pip sync`) differs"
     # `uv pip install` never removes a package dropped from a lock: .venv-serving would drift from the image.
     assert "uv pip sync" in bootstrap and not re.search(r"uv pip install\b", bootstrap)

@@ -62,13 +62,21 @@ def compose_read_only() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_the_read_only_services_are_the_ones_running_our_images() -> None:
-    assert {name for name, _ in compose_read_only()} == {"mlflow", "trainer", "gateway"}
+    assert {name for name, _ in compose_read_only()} == {"mlflow", "trainer", "gateway", "drift"}
+
+
+def dockerfile_of(service: dict[str, Any]) -> str:
+    """The Dockerfile of a service's image: its build, or (a service running another's image) the image's name."""
+    if "build" in service:
+        dockerfile: str = service["build"]["dockerfile"]
+        return dockerfile
+    return f"docker/{service['image'].rsplit('/', 1)[1].split(':')[0]}.Dockerfile"
 
 
 @pytest.mark.parametrize(("name", "service"), compose_read_only(), ids=[name for name, _ in compose_read_only()])
 def test_compose_read_only_services_write_below_a_tmpfs_or_volume(name: str, service: dict[str, Any]) -> None:
-    env = {**image_environment(service["build"]["dockerfile"]), **service.get("environment", {})}
-    command = service.get("command", [])
+    env = {**image_environment(dockerfile_of(service)), **service.get("environment", {})}
+    command = [*service.get("entrypoint", []), *service.get("command", [])]
     if command == ["docker/trainer-entrypoint.sh"]:
         command = ["mlflow", "run"]  # the script runs `mlflow run` and `python -m registry`
     writable = {PurePosixPath(path.split(":")[0]) for path in service.get("tmpfs", [])}

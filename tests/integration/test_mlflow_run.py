@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import re
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from steps.settings import PipelineSettings
+from steps.tracking import pipeline_experiments
+from tests.conftest import mlflow_run
+from tests.readme_blocks import readme_block, run_readme_text
 
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHILD_UNSET = {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
 
 
 @dataclass(frozen=True)
@@ -29,31 +29,8 @@ class ProjectRun:
     model_name: str
 
 
-def mlflow_run(tracking_uri: str, entry_point: str, *parameters: str, experiment: str, model: str) -> ProjectRun:
-    # MLflow's fluent API exports the active experiment to the environment; the child must pick its own.
-    inherited = {k: v for k, v in os.environ.items() if k not in CHILD_UNSET}
-    env = {
-        **inherited,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "CREDIT_REGISTERED_MODEL_NAME": model,
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # `mlflow run --env-manager local` runs the entry point with the `python` found on PATH.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "run",
-        str(REPO_ROOT),
-        "-e",
-        entry_point,
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        experiment,
-    ]
-    for parameter in parameters:
-        command += ["-P", parameter]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+def project_run(tracking_uri: str, entry_point: str, *parameters: str, experiment: str, model: str) -> ProjectRun:
+    result = mlflow_run(tracking_uri, entry_point, *parameters, model=model, experiment=experiment)
     return ProjectRun(result, experiment, model)
 
 
@@ -73,7 +50,7 @@ def artifact_files(run_id: str, path: str = "") -> set[str]:
 def main_run(mlflow_server: str) -> ProjectRun:
     """The main entry point on the shipped data set, with CV and benchmark shortened to keep the suite quick."""
     suffix = uuid.uuid4().hex[:8]
-    return mlflow_run(
+    return project_run(
         mlflow_server,
         "main",
         "cv_folds=2",
@@ -151,7 +128,7 @@ def test_main_registers_both_and_deploys_the_candidate_with_the_other_staged(mai
 def test_a_single_step_runs_alone_from_its_upstream_run_id(main_run: ProjectRun, mlflow_server: str) -> None:
     by_step = {run.data.tags["step"]: run for run in runs_of(main_run.experiment_name)}
     experiment = f"it-quantize-{uuid.uuid4().hex[:8]}"
-    alone = mlflow_run(
+    alone = project_run(
         mlflow_server,
         "quantize",
         f"convert_run_id={by_step['convert'].info.run_id}",
@@ -166,9 +143,31 @@ def test_a_single_step_runs_alone_from_its_upstream_run_id(main_run: ProjectRun,
     assert run.data.params["convert_run_id"] == by_step["convert"].info.run_id
 
 
+def test_the_readmes_step_by_step_commands_run_each_from_the_run_before(
+    main_run: ProjectRun, mlflow_server: str
+) -> None:
+    """README's "one step at a time" block as written, `<run id>` filled in as a user does: the id `mlflow run`
+    printed for the step the parameter names (the first from main's prepare run)."""
+    by_step = {run.data.tags["step"]: run for run in runs_of(main_run.experiment_name)}
+    latest = {"prepare": by_step["prepare"].info.run_id}
+    for command in readme_block("pipeline-steps").commands:
+        step = re.search(r" -e (\w+)", command)
+        upstream = re.search(r"-P (\w+)_run_id=<run id>", command)
+        assert step and upstream, command
+        result = run_readme_text(command.replace("<run id>", latest[upstream.group(1)]), tracking_uri=mlflow_server)
+        assert result.returncode == 0, result.stderr[-3000:]
+        succeeded = re.search(r"=== Run \(ID '(\w+)'\) succeeded ===", result.stderr)
+        assert succeeded, result.stderr[-2000:]
+        run = MlflowClient().get_run(succeeded.group(1))
+        assert run.data.tags["step"] == step.group(1) and run.info.status == "FINISHED"
+        assert run.data.params[f"{upstream.group(1)}_run_id"] == latest[upstream.group(1)]
+        latest[step.group(1)] = run.info.run_id
+    assert set(latest) == {"prepare", "train", "tune", "convert", "quantize", "benchmark"}
+
+
 def test_a_failing_entry_point_exits_non_zero_with_one_clear_line_and_registers_nothing(mlflow_server: str) -> None:
     suffix = uuid.uuid4().hex[:8]
-    failed = mlflow_run(
+    failed = project_run(
         mlflow_server, "main", "target=Outcome", experiment=f"it-fail-{suffix}", model=f"credit-fail-{suffix}"
     )
     assert failed.result.returncode != 0
@@ -178,3 +177,10 @@ def test_a_failing_entry_point_exits_non_zero_with_one_clear_line_and_registers_
     statuses = {run.data.tags["step"]: run.info.status for run in runs_of(failed.experiment_name)}
     assert statuses == {"main": "FAILED", "prepare": "FAILED"}
     assert MlflowClient().search_registered_models(f"name = '{failed.model_name}'") == []
+
+
+def test_the_notebooks_find_the_runs_through_the_registered_model(main_run: ProjectRun, mlflow_server: str) -> None:
+    """The experiment is named neither like the model nor by CREDIT_EXPERIMENT_NAME: its versions lead to it."""
+    settings = PipelineSettings(tracking_uri=mlflow_server, model_name=main_run.model_name, experiment_name=None)
+    experiments = pipeline_experiments(MlflowClient(mlflow_server), settings)
+    assert [experiment.name for experiment in experiments] == [main_run.experiment_name]

@@ -11,14 +11,17 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 
 from monitoring.job import run_drift
 from monitoring.settings import MonitoringSettings
-from steps.main import main
+from registry.versions import PRODUCTION_ALIAS
+from scoring.contract import PREPARE_RUN_ID
 from steps.model import MLPParams
 from steps.settings import PipelineSettings
 from steps.tune import grid, tune
+from tests.readme_blocks import readme_block, run_readme_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -28,7 +31,6 @@ FAST = MLPParams(hidden_layers=(16,), max_epochs=30, patience=5)
 @dataclass(frozen=True)
 class PopulatedServer:
     tracking_uri: str
-    experiment: str
     model_name: str
     monitoring_experiment: str
 
@@ -49,12 +51,20 @@ def test_there_are_notebooks_and_none_carries_outputs() -> None:
 @pytest.fixture(scope="module")
 def populated_server(mlflow_server: str, small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> PopulatedServer:
     name = f"credit-notebooks-{uuid.uuid4().hex[:8]}"
-    settings = PipelineSettings(tracking_uri=mlflow_server, experiment_name=f"{name}-runs", model_name=name)
-    result = main(small_csv, params=FAST, cv_folds=2, batch_sizes=[1, 8], benchmark_repeats=20, candidate="fp32",
-                  settings=settings)  # fmt: skip
-    assert result.first_deployment and "is now in production" in result.first_deployment
-    prepare_run_id = next(iter(_children(mlflow_server, result.run_id, "prepare")))
-    tune(prepare_run_id, grid([(8,), (16,)], [0.01, 0.1], FAST), settings)
+    # README's "Running the pipeline yourself" block as written (on this session's server, for another model name):
+    # `mlflow run . -e main` without --experiment-name, so MLflow puts the runs in `Default`; the notebooks must find
+    # them without being told.
+    made = run_readme_text(
+        readme_block("pipeline-main").text, tracking_uri=mlflow_server, env={"CREDIT_REGISTERED_MODEL_NAME": name}
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert "is now in production" in made.stdout
+    client = MlflowClient(mlflow_server)
+    production = client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
+    assert client.get_experiment(client.get_run(production.run_id).info.experiment_id).name == "Default"
+    # A tune sweep as `python -m steps.tune` makes it: outside `mlflow run`, in the experiment named like the model.
+    settings = PipelineSettings(tracking_uri=mlflow_server, model_name=name, experiment_name=None)
+    tune(production.tags[PREPARE_RUN_ID], grid([(8,), (16,)], [0.01, 0.1], FAST), settings)
     # A drift report of production's traffic: real applicants, income halved so that it shows.
     traffic = tmp_path_factory.mktemp("traffic") / "applicants.csv"
     applicants = pd.read_csv(small_csv).drop(columns=["Status"])
@@ -65,18 +75,7 @@ def populated_server(mlflow_server: str, small_csv: Path, tmp_path_factory: pyte
     )  # fmt: skip
     (outcome,) = run_drift(monitoring, data_file=traffic)
     assert outcome.reported
-    return PopulatedServer(mlflow_server, settings.experiment, name, monitoring.experiment_name)
-
-
-def _children(tracking_uri: str, parent_run_id: str, step: str) -> list[str]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    parent = client.get_run(parent_run_id)
-    runs = client.search_runs(
-        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.step = '{step}'"
-    )
-    return [run.info.run_id for run in runs]
+    return PopulatedServer(mlflow_server, name, monitoring.experiment_name)
 
 
 @pytest.mark.integration
@@ -86,7 +85,7 @@ def test_the_notebook_runs_top_to_bottom_against_the_tracking_server(
 ) -> None:
     # The kernel inherits this process's environment: the notebooks' parameters cell reads it.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", populated_server.tracking_uri)
-    monkeypatch.setenv("CREDIT_EXPERIMENT_NAME", populated_server.experiment)
+    monkeypatch.delenv("CREDIT_EXPERIMENT_NAME", raising=False)  # as a user has it: the runs are found, not named
     monkeypatch.setenv("CREDIT_REGISTERED_MODEL_NAME", populated_server.model_name)
     monkeypatch.setenv("MONITORING_EXPERIMENT_NAME", populated_server.monitoring_experiment)
     monkeypatch.setenv("REGISTRY_CACHE_DIR", str(tmp_path / "models"))
@@ -105,4 +104,7 @@ def test_the_notebook_runs_top_to_bottom_against_the_tracking_server(
     text = "\n".join(
         str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", "")) for output in outputs
     )
-    assert populated_server.model_name in text or path.stem == "compare_runs"
+    if path.stem == "compare_runs":  # main's runs where `mlflow run` put them, the tune sweep where steps put theirs
+        assert f"pipeline runs in experiment(s) 'Default', '{populated_server.model_name}' on " in text
+    else:
+        assert populated_server.model_name in text

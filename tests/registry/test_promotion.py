@@ -383,7 +383,7 @@ def test_cli_stage_moves_staging_and_refuses_another_schema_in_one_line(
 def test_cli_unknown_model_is_one_line(registry_settings: RegistrySettings) -> None:
     result = registry_cli(registry_settings.model_copy(update={"model_name": "nope"}), "rollback")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: registered model 'nope' not found"
+    assert result.stderr.strip() == f"error: registered model 'nope' not found on {registry_settings.tracking_uri}"
 
 
 def test_a_gate_report_moves_nothing_and_a_recorded_refusal_is_one_audit_record(

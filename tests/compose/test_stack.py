@@ -1,0 +1,189 @@
+"""The compose stack end to end, every probe from this host to a port the stack publishes on 127.0.0.1: what is
+published, the trainer's registered versions, the gateway, Prometheus, the drift job in a container, Airflow, and the
+gateway with Redis and then MLflow stopped (these two last: they change the stack)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from scripts.sample_requests import applicants
+from scripts.send_applicants import applicant_batches
+from tests.compose.conftest import PUBLISHED, Stack
+
+# The first test also waits for the images (from nothing: ~10 min on 2 cores) and the stack to come up.
+pytestmark = pytest.mark.timeout(2700)
+MODEL = "credit-scoring"
+DAGS = {"credit_retrain", "credit_promote", "credit_drift"}
+DRIFT_ROWS = 600  # above the drift job's minimum of 500 rows per version
+
+
+def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`check()`'s first truthy result within `seconds` (exceptions count as not yet)."""
+    deadline = time.monotonic() + seconds
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except (requests.RequestException, KeyError, ValueError) as error:
+            last = error
+        time.sleep(2)
+    pytest.fail(f"{what} after {seconds:.0f} s (last: {last!r})")
+
+
+def test_only_the_uis_are_published_and_only_on_loopback(stack: Stack) -> None:
+    published = stack.project.published_ports()
+    expected = {
+        service: {("127.0.0.1", stack.ports[service], container_port)}
+        for service, (_, container_port) in PUBLISHED.items()
+    }
+    # PostgreSQL, Redis and the Pushgateway publish nothing: reachable from the compose network only.
+    assert {service: ports for service, ports in published.items() if ports} == expected
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "text"),
+    [
+        ("gateway", "/docs", "swagger"),
+        ("mlflow", "/", "MLflow"),
+        ("airflow-api-server", "/", "Airflow"),
+        ("prometheus", "/graph", "Prometheus"),
+    ],
+)
+def test_the_published_uis_answer(stack: Stack, service: str, path: str, text: str) -> None:
+    page = requests.get(f"{stack.url(service)}{path}", timeout=10)
+    assert page.status_code == 200 and text.lower() in page.text.lower(), (page.status_code, page.text[:300])
+
+
+def test_the_trainer_left_production_and_staging_with_artifacts_served_by_mlflow(stack: Stack, tmp_path: Path) -> None:
+    client = MlflowClient(stack.url("mlflow"))
+    production = client.get_model_version_by_alias(MODEL, "production")
+    staging = client.get_model_version_by_alias(MODEL, "staging")
+    assert production.version != staging.version
+    assert {production.tags["precision"], staging.tags["precision"]} == {"fp32", "int8"}
+    run = client.get_run(production.run_id)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
+    assert client.get_experiment(run.info.experiment_id).name == MODEL
+    # Downloaded from the server itself (mlflow-artifacts:/ URIs): no client writes to or reads from its volume.
+    source = client.get_model_version_download_uri(MODEL, production.version)
+    assert source.startswith("mlflow-artifacts:/"), source
+    downloaded = mlflow.artifacts.download_artifacts(source, dst_path=str(tmp_path), tracking_uri=stack.url("mlflow"))
+    assert any(path.suffix == ".onnx" for path in Path(downloaded).rglob("*"))
+
+
+def test_the_gateway_answers_ready_predict_cached_and_ab(stack: Stack) -> None:
+    gateway = stack.url("gateway")
+    assert requests.get(f"{gateway}/ready", timeout=5).status_code == 200
+    batch = {"batch": applicants(3)}
+    predicted = requests.post(f"{gateway}/predict", json=batch, timeout=10)
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["model"]["alias"] == "production" and len(predicted.json()["predictions"]) == 3
+    first = requests.post(f"{gateway}/predict_cached", json=batch, timeout=10).json()
+    second = requests.post(f"{gateway}/predict_cached", json=batch, timeout=10).json()
+    assert first["cached"] is False and second["cached"] is True
+    assert second["predictions"] == predicted.json()["predictions"]
+    ab = requests.post(f"{gateway}/predict_ab", json=batch, timeout=10)
+    assert ab.status_code == 200 and ab.json()["staging_available"] is True and len(ab.json()["variants"]) == 3
+
+
+def test_prometheus_scrapes_the_gateway(stack: Stack) -> None:
+    prometheus = stack.url("prometheus")
+
+    def gateway_target_up() -> bool:
+        targets = requests.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return any(t["labels"]["job"] == "credit-scoring-api" and t["health"] == "up" for t in targets)
+
+    eventually(gateway_target_up, 90, "Prometheus has no healthy credit-scoring-api target")
+
+    def predictions_series() -> list[dict[str, Any]]:
+        query = {"query": 'gateway_predictions_total{job="credit-scoring-api"}'}
+        result: list[dict[str, Any]] = requests.get(f"{prometheus}/api/v1/query", params=query, timeout=5).json()[
+            "data"
+        ]["result"]
+        return result
+
+    series = eventually(predictions_series, 90, "Prometheus has no gateway_predictions_total series")
+    assert {sample["metric"]["variant"] for sample in series} >= {"A"}  # A: production, B: staging
+
+
+def test_the_drift_job_in_a_container_logs_a_report_to_mlflow(stack: Stack) -> None:
+    import pandas as pd
+
+    from scripts.send_applicants import DATA
+
+    sample = pd.read_csv(DATA).sample(n=DRIFT_ROWS, random_state=7)
+    with requests.Session() as session:
+        for batch in applicant_batches(sample, 100):
+            assert session.post(f"{stack.url('gateway')}/predict", json={"batch": batch}, timeout=30).ok
+    time.sleep(2)  # the gateway writes the stream every 0.25 s
+    result = stack.project.run("run", "--rm", "-T", "drift", "--last-rows", str(DRIFT_ROWS), timeout=600)
+    assert f"drift report: {MODEL} version" in result.stdout, result.stdout + result.stderr
+    run_id = result.stdout.split("/runs/", 1)[1].split()[0]
+    client = MlflowClient(stack.url("mlflow"))
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and int(run.data.tags["rows"]) >= DRIFT_ROWS
+    assert client.get_experiment(run.info.experiment_id).name == "monitoring"
+    assert "drift/report.html" in {artifact.path for artifact in client.list_artifacts(run_id, "drift")}
+
+
+def test_airflow_parses_the_three_dags_and_its_scheduler_is_healthy(stack: Stack) -> None:
+    airflow = stack.url("airflow-api-server")
+    password = stack.project.variables["AIRFLOW_ADMIN_PASSWORD"]
+    token = requests.post(f"{airflow}/auth/token", json={"username": "admin", "password": password}, timeout=10).json()[
+        "access_token"
+    ]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def dags() -> set[str]:
+        listed = requests.get(f"{airflow}/api/v2/dags", headers=headers, timeout=10).json()["dags"]
+        found = {dag["dag_id"] for dag in listed}
+        return found if DAGS <= found else set()
+
+    eventually(dags, 180, "the dag-processor has not parsed the three DAGs")
+    errors = requests.get(f"{airflow}/api/v2/importErrors", headers=headers, timeout=10).json()
+    assert errors["total_entries"] == 0, errors
+    health = requests.get(f"{airflow}/api/v2/monitor/health", timeout=10).json()
+    for component in ("metadatabase", "scheduler", "triggerer", "dag_processor"):
+        assert health[component]["status"] == "healthy", health
+
+
+def test_with_redis_stopped_the_gateway_still_answers(stack: Stack) -> None:
+    gateway = stack.url("gateway")
+    batch = {"batch": applicants(2)}
+    stack.project.run("stop", "redis")
+    try:
+        cached = requests.post(f"{gateway}/predict_cached", json=batch, timeout=10)
+        assert 200 <= cached.status_code < 300, cached.text
+        assert cached.json()["cached"] is False and len(cached.json()["predictions"]) == 2
+        assert requests.post(f"{gateway}/predict", json=batch, timeout=10).status_code == 200
+        assert requests.post(f"{gateway}/predict_ab", json=batch, timeout=10).status_code == 200
+    finally:
+        stack.project.run("start", "redis")
+
+
+def test_with_mlflow_stopped_the_gateway_keeps_serving_the_loaded_versions(stack: Stack) -> None:
+    gateway = stack.url("gateway")
+    loaded = requests.get(f"{gateway}/models", timeout=5).json()
+    stack.project.run("stop", "mlflow")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{stack.url('mlflow')}/health", timeout=5)
+    batch = {"batch": applicants(2)}
+    predicted = requests.post(f"{gateway}/predict", json=batch, timeout=10)
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["model"]["version"] == loaded["production"]["version"]
+    assert requests.post(f"{gateway}/predict_ab", json=batch, timeout=10).status_code == 200
+    assert requests.get(f"{gateway}/ready", timeout=5).status_code == 200
+    # Each worker answers with its own copy (warm-up times differ): the versions are what must not change.
+    served = requests.get(f"{gateway}/models", timeout=5).json()
+    for alias in ("production", "staging"):
+        assert served[alias]["version"] == loaded[alias]["version"], alias
