@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry.errors import RegistryError, first_line, is_not_found
+from registry.server import displayed
 from registry.settings import RegistrySettings
 from scoring.contract import DECISION_THRESHOLD_METADATA, FEATURE_SCHEMA_METADATA, ONNX_FILE, PRECISION_TAG
 from scoring.schema import FeatureSchema
@@ -51,7 +52,7 @@ def require_model(client: MlflowClient, name: str) -> None:
     except MlflowException as error:
         if is_not_found(error):
             # Named with the server asked: "not found" on the wrong server looks the same as on the right one.
-            raise RegistryError(f"registered model {name!r} not found on {client.tracking_uri}") from error
+            raise RegistryError(f"registered model {name!r} not found on {displayed(client.tracking_uri)}") from error
         raise
 
 

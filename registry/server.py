@@ -6,9 +6,21 @@ Used by the command lines that read the registry: `python -m registry` and `pyth
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from registry.errors import RegistryError
+
+
+def displayed(tracking_uri: str) -> str:
+    """The tracking URI as messages show it: without the user and password a URL may carry (messages reach logs and
+    the gateway's /ready answer)."""
+    parts = urllib.parse.urlsplit(tracking_uri)
+    if parts.username is None and parts.password is None:
+        return tracking_uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def check_tracking_server(tracking_uri: str | None) -> None:
@@ -26,4 +38,5 @@ def check_tracking_server(tracking_uri: str | None) -> None:
         with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=5):
             return
     except (urllib.error.URLError, OSError) as error:
-        raise RegistryError(f"cannot reach the MLflow tracking server at {tracking_uri} ({error})") from error
+        server = displayed(tracking_uri)
+        raise RegistryError(f"cannot reach the MLflow tracking server at {server} ({error})") from error

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -105,14 +106,25 @@ def published_image(variable: str) -> str:
     return match.group(1)
 
 
+# What `docker pull` says when no registry can be reached at all (as opposed to a registry that has no such image).
+UNREACHABLE = ("no such host", "dial tcp", "i/o timeout", "connection refused", "network is unreachable",
+               "tls handshake timeout", "server misbehaving", "temporary failure in name resolution")  # fmt: skip
+
+
 def available(image: str, timeout: float = 120) -> bool:
-    """Present in the engine, or pulled now (False when no registry answers)."""
+    """Present in the engine, or pulled now; False when no registry answers. An image a registry answers for but does
+    not have (a wrong tag or digest) is an error: falling back to a local build would hide it."""
     if image_id(image) is not None:
         return True
     try:
-        return docker("pull", "--quiet", image, timeout=timeout).returncode == 0
+        result = docker("pull", "--quiet", image, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False
+    if result.returncode == 0:
+        return True
+    if any(marker in result.stderr.lower() for marker in UNREACHABLE):
+        return False
+    raise ImageError(f"{image} cannot be pulled: {tail(result.stderr, 3)}")
 
 
 def python_base() -> tuple[str, BuiltImage | None]:
@@ -154,7 +166,8 @@ def build(
     started = time.perf_counter()
     for target, target_tag in [*targets, (None, tag)]:
         replaced = image_id(target_tag)
-        command = ["build", "--file", str(context / dockerfile), "--tag", target_tag, *arguments]
+        # --force-rm: a failed step's container goes too (plain --rm keeps it after a failure).
+        command = ["build", "--force-rm", "--file", str(context / dockerfile), "--tag", target_tag, *arguments]
         command += ["--target", target] if target else []
         log.info("building %s%s from %s", target_tag, f" (stage {target})" if target else "", dockerfile)
         try:
@@ -178,8 +191,26 @@ def build_stage_tag(tag: str) -> str:
     return f"{repository}-build:{version}"
 
 
+def trust_the_hosts_ca_bundle() -> Path | None:
+    """Copy the CA bundle pip trusts here (PIP_CERT, else pip's `cert` setting, else Python's default) to
+    docker/build-ca/, where only the images' build stages read it: they then reach PyPI through a proxy that re-signs
+    TLS as the host does. The copy is git-ignored and no runtime stage has it."""
+    candidates = [os.environ.get("PIP_CERT", "")]
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", "global.cert"], capture_output=True, text=True, check=False
+    )
+    candidates += [pip.stdout.strip() if pip.returncode == 0 else "", ssl.get_default_verify_paths().cafile or ""]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and Path(candidate).stat().st_size:
+            target = REPO / "docker" / "build-ca" / "ca-certificates.crt"
+            shutil.copyfile(candidate, target)
+            return target
+    return None
+
+
 def build_stack_images(registry: str = "local/credit-scoring", image_tag: str = "dev") -> StackImages:
     """Every image the stack runs: stand-ins where the published ones cannot be pulled, then the project's three."""
+    trust_the_hosts_ca_bundle()
     base, built_base = python_base()
     variables = {"PYTHON_IMAGE": base, "IMAGE_REGISTRY": registry, "IMAGE_TAG": image_tag}
     built = [built_base] if built_base else []

@@ -24,7 +24,7 @@ from steps.prepare import DEFAULT_DATA_PATH, parse_column_list, prepare
 from steps.quantize import METHODS, quantize
 from steps.registration import CANDIDATE_CHOICES, check_schema, choose_candidate, pipeline_output, register_candidate
 from steps.settings import PipelineSettings
-from steps.tracking import log_params, step_run
+from steps.tracking import REGISTERED_MODEL_TAG, log_params, step_run
 from steps.train import train
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def main(
             }
         )
         # Also a tag: under `mlflow run` the param keeps what was typed (an empty string for "the default model").
-        mlflow.set_tag("registered_model", settings.model_name)
+        mlflow.set_tag(REGISTERED_MODEL_TAG, settings.model_name)
         prepared = prepare(
             data_path,
             target,

@@ -34,9 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Re-exported: the serving, monitoring, deployment and Airflow tests start gateways through these.
 __all__ = ["GatewayProcess", "running_gateway"]
 SHIPPED_DATA = REPO_ROOT / "data" / "credit_data.csv"
-# The container tier (tests/compose) builds every image and starts the compose stack: only `make compose-test`
-# (scripts/compose-test.sh, which installs and starts Docker first) collects it.
-collect_ignore = [] if os.environ.get("CREDIT_COMPOSE_TEST") == "1" else ["compose"]
+# The container tier (tests/compose/test_stack.py) builds every image and starts the compose stack: only
+# `make compose-test` (scripts/compose-test.sh, which installs and starts Docker first) collects it.
+collect_ignore = [] if os.environ.get("CREDIT_COMPOSE_TEST") == "1" else ["compose/test_stack.py"]
 
 
 @pytest.fixture(scope="session")
@@ -87,22 +87,28 @@ def settings(mlflow_server: str) -> PipelineSettings:
     )
 
 
+def mlflow_cli_environment(tracking_uri: str, **extra: str) -> dict[str, str]:
+    """The environment of an `mlflow` command started by a test, as a user's shell would have it: the tracking server
+    exported, this interpreter's bin first on PATH (`mlflow run --env-manager local` runs the entry point with the
+    `python` found there) and none of MLflow's run context (the fluent API exports the active experiment and run;
+    the child must pick its own)."""
+    unset = {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
+    inherited = {key: value for key, value in os.environ.items() if key not in unset}
+    return {
+        **inherited,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **extra,
+    }
+
+
 def mlflow_run(
     tracking_uri: str, entry_point: str, *parameters: str, model: str, experiment: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`mlflow run <repository> -e <entry point> --env-manager local -P ...` as a user types it. Without `experiment`
     there is no `--experiment-name`, as in the README's commands: MLflow puts the runs in `Default`."""
-    # MLflow's fluent API exports the active experiment to the environment; the child must pick its own.
-    unset = {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
-    inherited = {k: v for k, v in os.environ.items() if k not in unset}
-    env = {
-        **inherited,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "CREDIT_REGISTERED_MODEL_NAME": model,
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # `mlflow run --env-manager local` runs the entry point with the `python` found on PATH.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = mlflow_cli_environment(tracking_uri, CREDIT_REGISTERED_MODEL_NAME=model)
     command = [str(Path(sys.executable).parent / "mlflow"), "run", str(REPO_ROOT), "-e", entry_point]
     command += ["--env-manager", "local", *(["--experiment-name", experiment] if experiment else [])]
     for parameter in parameters:

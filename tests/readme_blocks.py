@@ -10,13 +10,13 @@ each mark is true.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.conftest import mlflow_cli_environment
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -58,17 +58,9 @@ def run_readme_text(
     text: str, *, tracking_uri: str, env: Mapping[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
     """`text` in bash -e from the repository root, with the README's tracking server (127.0.0.1:5000) replaced by
-    `tracking_uri` (also exported, as the README's first block does for the blocks after it), MLflow's run context
-    left out of the environment and this interpreter's bin first on PATH (`mlflow run --env-manager local` runs the
-    entry point with the `python` found there)."""
-    unset = {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
-    environment = {key: value for key, value in os.environ.items() if key not in unset}
-    environment |= {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        **(env or {}),
-    }
+    `tracking_uri`, in the environment of tests.conftest.mlflow_cli_environment (`tracking_uri` exported, as the
+    README's first block does for the blocks after it)."""
+    environment = mlflow_cli_environment(tracking_uri, **(env or {}))
     script = text.replace("http://127.0.0.1:5000", tracking_uri)
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],

@@ -9,7 +9,7 @@ set -euo pipefail
 tag=${1:-local/python:3.11-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 rootfs=$(mktemp -d "${TMPDIR:-/tmp}/python-base.XXXXXX")
-trap 'rm -rf "$rootfs"' EXIT
+trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
 
 echo "python-base: debootstrap bookworm from $mirror into $rootfs"
 debootstrap --variant=minbase \
@@ -19,7 +19,6 @@ debootstrap --variant=minbase \
     tail -n 20 "$rootfs.log" >&2
     exit 1
 }
-rm -f "$rootfs.log"
 # The image's own pip installs into the system Python (uv, once, in build stages): lift Debian's PEP 668 marker.
 rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED
 # Nothing a container needs: apt's package lists, docs, man pages, locales but C.

@@ -1,26 +1,31 @@
 """The container tier's stack: every image built here (scripts.container_images), the compose stack started from an
-env file with generated secrets and free host ports, waited for, and torn down afterwards, also when anything failed.
+env file with generated secrets and free host ports, waited for, and torn down afterwards whatever happened (a failed
+check, a timeout, Ctrl-C).
 
-Grafana, Loki and Alloy have no Debian package, so where nothing can be pulled they are not started (their
-configurations are checked statically in tests/deploy and tests/monitoring); everything else is.
+Grafana, Loki and Alloy cannot be had where nothing can be pulled (no Debian package), so they are not started there
+(their configurations are checked statically in tests/deploy and tests/monitoring); every other service is.
+A failure of the stack itself is one line naming it, then a log's tail; `scripts/compose-test.sh` repeats that line
+last (COMPOSE_TEST_FAILURE_FILE).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from scripts.container_images import BuiltImage, ImageError, StackImages, build_stack_images, table
 from scripts.tracking_server import free_port
-from tests.compose.stack import ComposeProject, StackError, generated_secrets
+from tests.compose.stack import ComposeProject, StackError, generated_secrets, services_to_start
 
 PROJECT = "credit-scoring-e2e"
-STARTED = (
-    "postgres", "mlflow", "redis", "trainer", "gateway", "pushgateway", "prometheus", "airflow-init",
-    "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-)  # fmt: skip
+# Without a registry: no image for these (tests/deploy/test_compose.py checks that nothing else needs them).
+NOT_STARTED = {"grafana", "loki", "loki-volume-init", "alloy"}
 # From nothing: PostgreSQL, MLflow, the whole MLproject in the trainer, then the gateway; Airflow starts beside it.
 UP_SECONDS = 900
 # service -> (the host port variable of compose/.env, the container port)
@@ -30,22 +35,52 @@ PUBLISHED = {
     "airflow-api-server": ("AIRFLOW_HOST_PORT", 8080),
     "prometheus": ("PROMETHEUS_HOST_PORT", 9090),
 }
-
-
-# The images this session built, for the summary at its end (sizes and build times in CI's log).
+# What this session built and how long each phase took, for the summary at its end (CI's log keeps them).
 BUILT: list[BuiltImage] = []
+PHASES: dict[str, float] = {}
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if BUILT:
         terminalreporter.write_sep("-", "images")
         terminalreporter.write_line(table(BUILT, "built (or found in the layer cache) by this session"))
+    if PHASES:
+        terminalreporter.write_sep("-", "phases")
+        for phase, seconds in PHASES.items():
+            terminalreporter.write_line(f"{phase:<40} {seconds:>7.1f} s")
+
+
+def record_failure(line: str) -> None:
+    """The first failure of the session, in one line, for scripts/compose-test.sh to print last."""
+    failure_file = os.environ.get("COMPOSE_TEST_FAILURE_FILE")
+    if failure_file and not Path(failure_file).read_text():
+        Path(failure_file).write_text(line.splitlines()[0] + "\n")
+
+
+def fail_stack(message: str) -> None:
+    """Fail the session's stack: one line naming what failed, then a log's tail."""
+    record_failure(message.removeprefix("compose-test: ").split("; last lines")[0])
+    pytest.fail(message, pytrace=False)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed:
+        reason = report.longreprtext.strip().splitlines()[-1:] or [""]
+        record_failure(f"{report.nodeid} failed ({report.when}): {reason[0]}")
+
+
+def dangling_images() -> set[str]:
+    listed = subprocess.run(
+        ["docker", "images", "--quiet", "--filter", "dangling=true"], capture_output=True, text=True, check=True
+    )
+    return set(listed.stdout.split())
 
 
 @dataclass(frozen=True)
 class Stack:
     project: ComposeProject
     images: StackImages
+    new_dangling_images: set[str]  # untagged images that appeared while building (the builds must leave none)
     ports: dict[str, int]  # service -> host port on 127.0.0.1
 
     def url(self, service: str) -> str:
@@ -54,14 +89,19 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = time.monotonic()
     failure = None
     try:
+        dangling_before = dangling_images()
         images = build_stack_images()
+        new_dangling = dangling_images() - dangling_before
     except ImageError as error:
         failure = f"compose-test: {error}"
     if failure:  # outside the except block: one message, not a chain of tracebacks
-        pytest.fail(failure, pytrace=False)
+        fail_stack(failure)
     BUILT.extend(images.built)
+    PHASES["images (base, stand-ins, project)"] = time.monotonic() - started
+
     ports = {service: free_port() for service in PUBLISHED}
     variables = {
         "COMPOSE_PROJECT_NAME": PROJECT,
@@ -72,14 +112,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = ComposeProject(tmp_path_factory.mktemp("compose") / ".env", variables)
     project.down()  # what a killed earlier run may have left
     try:
-        project.up(STARTED, UP_SECONDS)
-    except StackError as error:
+        started = time.monotonic()
+        try:
+            project.up(services_to_start(NOT_STARTED), UP_SECONDS)
+        except StackError as error:
+            failure = f"compose-test: {error}"
+        PHASES["compose up until healthy"] = time.monotonic() - started
+        if failure:
+            fail_stack(failure)
+        started = time.monotonic()
+        yield Stack(project, images, new_dangling, ports)
+        PHASES["checks"] = time.monotonic() - started
+    finally:  # whatever ended the session: a failure, a timeout, Ctrl-C
+        started = time.monotonic()
         left = project.down()
-        failure = f"compose-test: {error}" + (f"\nleft behind: {left}" if left else "")
-    if failure:
-        pytest.fail(failure, pytrace=False)
-    try:
-        yield Stack(project, images, ports)
-    finally:
-        left = project.down()
-        assert not left, f"compose-test: left behind after `down`: {left}"
+        PHASES["compose down"] = time.monotonic() - started
+    assert not left, f"compose-test: left behind after `down`: {left}"

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
+import yaml
+
+from scripts.container_images import COMPOSE_FILE, LOG_TAIL_LINES, REPO, tail
+
 ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init", "drift"}
-LOG_TAIL_LINES = 30
 # What reaches the compose command of the caller's environment: the rest (IMAGE_TAG, BIND_ADDRESS, ...) would win
 # over the env file, which is the one place this stack is configured.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
@@ -31,9 +32,23 @@ class StackError(RuntimeError):
 class Container:
     service: str
     name: str
-    state: str  # running, exited, ...
+    state: str  # running, exited, restarting, ...
     health: str  # healthy, starting, unhealthy, or "" without a health check
     exit_code: int
+    restarts: int  # by the restart policy: a service that crashed and came back (or keeps crashing)
+
+
+def what_failed(service: str, container: Container | None) -> str | None:
+    """Why `service` counts as failed (gone, exited with an error, crashed and restarted, unhealthy), or None."""
+    if container is None:
+        return "has no container"
+    if container.state == "exited" and (container.exit_code != 0 or service not in ONE_SHOT):
+        return f"exited with code {container.exit_code}"
+    if container.state == "restarting" or container.restarts > 0:
+        return f"crashed and was restarted {container.restarts} time(s) (exit code {container.exit_code})"
+    if container.health == "unhealthy" and service not in ONE_SHOT:
+        return "is unhealthy"
+    return None
 
 
 def is_up(container: Container) -> bool:
@@ -53,20 +68,20 @@ def compose_command() -> list[str]:
     return [legacy]
 
 
+def services_to_start(left_out: set[str]) -> list[str]:
+    """Every service `compose up` starts (none behind a profile), but `left_out`."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return [name for name, service in services.items() if "profiles" not in service and name not in left_out]
+
+
 def generated_secrets() -> dict[str, str]:
-    """A value for every secret compose/.env.example asks for."""
-    names = [
-        line.split("=", 1)[0]
-        for line in (REPO / "compose" / ".env.example").read_text().splitlines()
-        if line.endswith("=") and not line.startswith("#")
-    ]
+    """A value for every variable of compose/.env.example's secrets section."""
+    text = (REPO / "compose" / ".env.example").read_text()
+    section = text.split("# --- Secrets", 1)[1].split("# ---", 1)[0]
+    names = [line.split("=", 1)[0] for line in section.splitlines() if "=" in line and not line.startswith("#")]
     values = {name: secrets.token_urlsafe(24) for name in names}
     values["AIRFLOW_FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
     return values
-
-
-def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 class ComposeProject:
@@ -97,15 +112,15 @@ class ComposeProject:
             return []
         template = (
             '{{index .Config.Labels "com.docker.compose.service"}}|{{.Name}}|{{.State.Status}}|'
-            "{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}"
+            "{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}|{{.RestartCount}}"
         )
         inspected = subprocess.run(
             ["docker", "inspect", "--format", template, *ids], capture_output=True, text=True, check=True
         )
         containers = []
         for line in inspected.stdout.splitlines():
-            service, name, state, health, code = line.split("|")
-            containers.append(Container(service, name.lstrip("/"), state, health, int(code)))
+            service, name, state, health, code, restarts = line.split("|")
+            containers.append(Container(service, name.lstrip("/"), state, health, int(code), int(restarts)))
         return containers
 
     def published_ports(self) -> dict[str, set[tuple[str, int, int]]]:
@@ -133,26 +148,16 @@ class ComposeProject:
         return tail(result.stdout + result.stderr)
 
     def problem(self, services: Sequence[str]) -> str | None:
-        """The first of `services` that failed (exited with an error, unhealthy, gone), as one line and its log."""
+        """The first of `services` that failed, as one line and its log's tail (None: nothing failed yet)."""
         containers = {container.service: container for container in self.containers()}
         for service in services:
-            container = containers.get(service)
-            if container is None:
-                return f"service {service} has no container"
-            failed = (
-                f"exited with code {container.exit_code}"
-                if container.state == "exited" and (container.exit_code != 0 or service not in ONE_SHOT)
-                else "is unhealthy"
-                if container.health == "unhealthy" and service not in ONE_SHOT
-                else None
-            )
+            failed = what_failed(service, containers.get(service))
             if failed:
                 return f"service {service} {failed}; last lines of its log:\n{self.logs(service)}"
         return None
 
-    def wait_until_up(self, services: Sequence[str], seconds: float) -> None:
+    def wait_until_up(self, services: Sequence[str], deadline: float) -> None:
         """Until every long-running service of `services` is healthy and every one-shot finished with 0."""
-        deadline = time.monotonic() + seconds
         while True:
             problem = self.problem(services)
             if problem:
@@ -165,18 +170,23 @@ class ComposeProject:
                 service = waiting[0]
                 state = containers[service]
                 raise StackError(
-                    f"service {service} is not up after {seconds:.0f} s ({state.state}, health {state.health or '-'});"
+                    f"service {service} is not up in time ({state.state}, health {state.health or '-'});"
                     f" last lines of its log:\n{self.logs(service)}"
                 )
             time.sleep(3)
 
     def up(self, services: Sequence[str], seconds: float) -> None:
-        """`up -d` of `services` (their dependencies start first, as the file orders them), then wait until up."""
-        result = self.run("up", "--detach", "--no-build", *services, timeout=seconds, check=False)
+        """`up -d` of `services` (their dependencies start first, as the file orders them), then wait until up: all of
+        it within `seconds`."""
+        deadline = time.monotonic() + seconds
+        try:
+            result = self.run("up", "--detach", "--no-build", *services, timeout=seconds, check=False)
+        except subprocess.TimeoutExpired:
+            raise StackError(self.problem(services) or f"`compose up` did not return within {seconds:.0f} s") from None
         if result.returncode != 0:
             problem = self.problem(services)
             raise StackError(problem or f"`compose up` failed (exit {result.returncode}):\n{tail(result.stderr)}")
-        self.wait_until_up(services, seconds)
+        self.wait_until_up(services, deadline)
 
     def down(self) -> list[str]:
         """Remove the project's containers, networks and volumes; what is still there afterwards (should be nothing)."""

@@ -4,6 +4,7 @@ gateway with Redis and then MLflow stopped (these two last: they change the stac
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from scripts.container_images import ImageError, build
 from scripts.sample_requests import applicants
 from scripts.send_applicants import applicant_batches
 from tests.compose.conftest import PUBLISHED, Stack
@@ -39,6 +41,46 @@ def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:
             last = error
         time.sleep(2)
     pytest.fail(f"{what} after {seconds:.0f} s (last: {last!r})")
+
+
+def test_the_images_stay_within_their_size_goals_and_leave_no_dangling_image(stack: Stack) -> None:
+    above_base = {image.name: image.above_base_bytes / 1e6 for image in stack.images.built}
+    assert above_base["gateway"] <= 200, above_base
+    assert above_base["trainer"] <= 1200, above_base
+    # Build stages are tagged (<image>-build) and replaced images removed: nothing untagged piles up.
+    assert not stack.new_dangling_images
+
+
+def test_no_runtime_image_carries_a_compiler(stack: Stack) -> None:
+    for image in stack.images.built:
+        found = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "sh", image.tag, "-c", "command -v cc gcc c++ g++ clang"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert found.returncode != 0 and not found.stdout.strip(), (image.tag, found.stdout)
+
+
+def test_a_failed_build_is_one_line_naming_it_and_leaves_no_container(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo about to fail && false\n")
+    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split()
+    base = stack.images.variables["PYTHON_IMAGE"]
+    with pytest.raises(ImageError) as failed:
+        build("broken", "Dockerfile", "local/credit-scoring-broken:test", base, {"BASE_IMAGE": base}, tmp_path)
+    first, *rest = str(failed.value).splitlines()
+    assert first == "building local/credit-scoring-broken:test from Dockerfile failed (exit 1); last lines:"
+    assert any("about to fail" in line for line in rest)
+    after = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split()
+    assert after == before
+
+
+def test_the_projects_images_run_as_their_own_non_root_user(stack: Stack) -> None:
+    for container in stack.project.containers():
+        if container.service in {"gateway", "mlflow", "trainer"} or container.service.startswith("airflow"):
+            user = subprocess.run(
+                ["docker", "inspect", "--format", "{{.Config.User}}", container.name],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            assert user == "10001:10001", (container.service, user)
 
 
 def test_only_the_uis_are_published_and_only_on_loopback(stack: Stack) -> None:

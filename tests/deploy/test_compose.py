@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from scripts.container_images import STAND_INS, pinned_python_image
 from tests.deploy.conftest import COMPOSE, REPO, load_yaml, run, tool
 
 SERVICES = {
@@ -26,9 +27,6 @@ PORTS = {
     3000: ("grafana", "GRAFANA_HOST_PORT"),
 }  # fmt: skip
 INTERNAL = {"postgres", "redis", "pushgateway", "loki"}
-# Image variables that select local stand-ins (docker/local/, scripts/container_images.py); published images by default.
-STAND_IN_IMAGES = {"postgres": "POSTGRES_IMAGE", "redis": "REDIS_IMAGE", "prometheus": "PROMETHEUS_IMAGE",
-                   "pushgateway": "PUSHGATEWAY_IMAGE"}  # fmt: skip
 SECRETS = {
     "POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_DB_PASSWORD", "REDIS_PASSWORD", "SERVING_ADMIN_TOKEN",
     "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD",
@@ -186,19 +184,28 @@ def test_the_small_settings_the_review_found_are_right(compose: dict[str, Any]) 
 def test_docker_compose_1_29_and_local_stand_ins_can_run_it(compose: dict[str, Any]) -> None:
     # Debian's docker-compose 1.29 refuses a top-level `name:` and passes an unset build argument as "".
     assert "name" not in compose
-    dockerfile_base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (REPO / "docker" / "gateway.Dockerfile").read_text(), re.M)
-    assert dockerfile_base
-    assert compose["x-build-args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-" + dockerfile_base.group(1) + "}"}
+    assert compose["x-build-args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-" + pinned_python_image() + "}"}
     built = [service for service in compose["services"].values() if "build" in service]
     assert len(built) == 8 and all(service["build"]["args"] == compose["x-build-args"] for service in built)
-    for name, variable in STAND_IN_IMAGES.items():
+    # Image variables that select local stand-ins (docker/local/, scripts/container_images.py); empty in
+    # .env.example, so that the compose file's pinned published images are the one default.
+    example = (COMPOSE.parent / ".env.example").read_text()
+    for variable in STAND_INS:
+        name = variable.removesuffix("_IMAGE").lower()
         assert re.fullmatch(r"\$\{" + variable + r":-[\w./-]+:[\w.-]+\}", compose["services"][name]["image"]), name
+        assert f"\n{variable}=\n" in example, variable
+    assert "\nPYTHON_IMAGE=\n" in example
 
 
 def test_health_checks_send_get_where_head_is_refused(compose: dict[str, Any]) -> None:
-    # Pushgateway 1.5 (Debian's) answers HEAD (`wget --spider`) with 405; the stand-ins are health-checked as published.
-    for name in ("prometheus", "pushgateway"):
-        test = compose["services"][name]["healthcheck"]["test"]
+    # Pushgateway 1.5 (Debian's) answers HEAD (`wget --spider`) with 405: every wget check sends GET.
+    wget_checks = {
+        name: service["healthcheck"]["test"]
+        for name, service in compose["services"].items()
+        if "wget" in service.get("healthcheck", {}).get("test", [])
+    }
+    assert {"prometheus", "pushgateway", "grafana", "loki"} <= set(wget_checks)
+    for name, test in wget_checks.items():
         assert "--spider" not in test and test[:5] == ["CMD", "wget", "-q", "-O", "/dev/null"], name
 
 

@@ -11,21 +11,25 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from nbclient import NotebookClient
 
 from monitoring.job import run_drift
 from monitoring.settings import MonitoringSettings
 from registry.versions import PRODUCTION_ALIAS
-from scoring.contract import PREPARE_RUN_ID
+from scoring.contract import PREPARE_RUN_ID, STEP_TAG
 from steps.model import MLPParams
 from steps.settings import PipelineSettings
+from steps.tracking import REGISTERED_MODEL_TAG
 from steps.tune import grid, tune
 from tests.readme_blocks import readme_block, run_readme_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 FAST = MLPParams(hidden_layers=(16,), max_epochs=30, patience=5)
+ANOTHER_MODEL = "another-model"  # its runs' names
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,32 @@ def populated_server(mlflow_server: str, small_csv: Path, tmp_path_factory: pyte
     )  # fmt: skip
     (outcome,) = run_drift(monitoring, data_file=traffic)
     assert outcome.reported
+    add_another_models_runs(client, f"{name}-other")
     return PopulatedServer(mlflow_server, name, monitoring.experiment_name)
+
+
+def add_another_models_runs(client: MlflowClient, model_name: str) -> None:
+    """Another model's runs in `Default`, newer than the notebooks' model's: its main run with its prepare run, and a
+    train run and a tune sweep made from that prepare run by hand. Tags and params only: all it takes to be shown."""
+    made: dict[str, str] = {}
+    for step, parent, upstream in [
+        ("main", None, None),
+        ("prepare", "main", None),
+        ("train", None, "prepare"),
+        ("tune", None, "prepare"),
+        ("tune-trial", "tune", None),
+    ]:
+        tags = {STEP_TAG: step, REGISTERED_MODEL_TAG: model_name} if step == "main" else {STEP_TAG: step}
+        if parent:
+            tags[MLFLOW_PARENT_RUN_ID] = made[parent]
+        run_id = client.create_run("0", run_name=f"{ANOTHER_MODEL}-{step}", tags=tags).info.run_id
+        if upstream:
+            client.log_param(run_id, PREPARE_RUN_ID, made[upstream])
+        if step == "tune-trial":  # a cell of its own in the sweep, were it shown
+            params = [Param("hidden_layers", "99"), Param("alpha", "0.5")]
+            client.log_batch(run_id, metrics=[Metric("validation_roc_auc_best", 0.99, 0, 0)], params=params)
+        client.set_terminated(run_id)
+        made[step] = run_id
 
 
 @pytest.mark.integration
@@ -105,6 +134,8 @@ def test_the_notebook_runs_top_to_bottom_against_the_tracking_server(
         str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", "")) for output in outputs
     )
     if path.stem == "compare_runs":  # main's runs where `mlflow run` put them, the tune sweep where steps put theirs
-        assert f"pipeline runs in experiment(s) 'Default', '{populated_server.model_name}' on " in text
+        name = populated_server.model_name
+        assert f"runs of the {name!r} pipeline in experiment(s) 'Default', {name!r} on " in text
+        assert ANOTHER_MODEL not in text  # the newest runs of `Default` (first in the runs table) are not the model's
     else:
         assert populated_server.model_name in text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.server import displayed
 from scripts.tracking_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,3 +61,10 @@ def test_a_model_not_found_names_the_server_asked(mlflow_server: str) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: registered model 'no-such-model' not found on {mlflow_server}"
+
+
+def test_messages_name_the_server_without_its_credentials() -> None:
+    assert displayed("http://user:secret@mlflow.internal:5000/") == "http://mlflow.internal:5000/"
+    assert displayed("https://token@mlflow.example.com") == "https://mlflow.example.com"
+    assert displayed("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert displayed("sqlite:///tmp/mlflow.db") == "sqlite:///tmp/mlflow.db"
