@@ -3,7 +3,7 @@
 # no compiler anywhere) and drop what no container runs (pip, the packages' own test suites, type stubs). Nothing is
 # byte-compiled here: docker/byte-compile.sh compiles what the image's entry points import, once the code is in.
 #   docker/build-venv.sh /tmp/requirements-serving.lock
-# A CA bundle in docker/build-ca/ca-certificates.crt (scripts/compose-test.sh copies the host's there where a proxy
+# A CA bundle in docker/build-ca/ca-certificates.crt (scripts/container_images.py copies the host's there where a proxy
 # re-signs TLS) is trusted by pip and uv in this stage only; no runtime stage copies it.
 set -euo pipefail
 lock=$1

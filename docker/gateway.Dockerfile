@@ -7,7 +7,7 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c8
 
 FROM ${PYTHON_IMAGE} AS build
 # Wheels only (docker/build-venv.sh): no compiler is needed, and none is in either stage. docker/build-ca/ holds the
-# CA bundle of a TLS-re-signing proxy when there is one (scripts/compose-test.sh); only this stage sees it.
+# CA bundle of a TLS-re-signing proxy when there is one (scripts/container_images.py); only this stage sees it.
 COPY docker/build-ca/ /tmp/build-ca/
 COPY docker/build-venv.sh docker/byte-compile.sh /tmp/
 COPY requirements-serving.lock /tmp/requirements-serving.lock

@@ -70,8 +70,11 @@ class StackImages:
     built: list[BuiltImage]
 
 
-def docker(*args: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+def docker(
+    *args: str, timeout: float = 120, env: Mapping[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The docker client; with `check`, a non-zero exit raises CalledProcessError."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=env, check=check)
 
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -186,6 +189,11 @@ def build(
     return BuiltImage(name, tag, seconds, image_size(tag), image_size(base))
 
 
+def build_project_image(name: str, tag: str, base: str, context: Path = REPO) -> BuiltImage:
+    """docker/<name>.Dockerfile on `base`, its build stage tagged too (the layer cache of the next build)."""
+    return build(name, f"docker/{name}.Dockerfile", tag, base, {"PYTHON_IMAGE": base}, context, build_stage=True)
+
+
 def build_stage_tag(tag: str) -> str:
     repository, _, version = tag.rpartition(":")
     return f"{repository}-build:{version}"
@@ -220,8 +228,7 @@ def build_stack_images(registry: str = "local/credit-scoring", image_tag: str = 
         built.append(build(variable.removesuffix("_IMAGE").lower(), dockerfile, tag, base, {"BASE_IMAGE": base}))
         variables[variable] = tag
     for name in PROJECT_IMAGES:
-        tag = f"{registry}/{name}:{image_tag}"
-        built.append(build(name, f"docker/{name}.Dockerfile", tag, base, {"PYTHON_IMAGE": base}, build_stage=True))
+        built.append(build_project_image(name, f"{registry}/{name}:{image_tag}", base))
     return StackImages(variables, built)
 
 
@@ -236,8 +243,7 @@ def rebuild_after_code_change(images: Sequence[BuiltImage], base: str) -> list[B
                 continue
             module = copy / CODE_CHANGE[image.name]
             module.write_text(module.read_text() + f"# a code-only change ({time.time()})\n")
-            dockerfile = f"docker/{image.name}.Dockerfile"
-            rebuilt.append(build(image.name, dockerfile, image.tag, base, {"PYTHON_IMAGE": base}, copy, True))
+            rebuilt.append(build_project_image(image.name, image.tag, base, copy))
     return rebuilt
 
 

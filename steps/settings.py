@@ -13,7 +13,7 @@ class PipelineSettings(RegisteredModelSettings):
 
     # Runs started outside `mlflow run` go to this experiment; unset, to the one named like the registered model, so
     # that the runs of another model (`--registered-model`) do not mix with the credit-scoring runs. Under `mlflow run`
-    # they go where it puts them; `steps.tracking.pipeline_experiments` finds both.
+    # they go where it puts them; `steps.tracking.pipeline_runs` finds the model's runs in both.
     experiment_name: str | None = None
     # Extra tags on every step's run: the Airflow DAG run and task that made it, so a retried task finds the run an
     # earlier attempt finished (orchestration.retrain) instead of training again.

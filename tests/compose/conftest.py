@@ -11,7 +11,6 @@ last (COMPOSE_TEST_FAILURE_FILE).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.container_images import BuiltImage, ImageError, StackImages, build_stack_images, table
+from scripts.container_images import BuiltImage, ImageError, StackImages, build_stack_images, docker, table
 from scripts.tracking_server import free_port
 from tests.compose.stack import ComposeProject, StackError, generated_secrets, services_to_start
 
@@ -70,10 +69,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def dangling_images() -> set[str]:
-    listed = subprocess.run(
-        ["docker", "images", "--quiet", "--filter", "dangling=true"], capture_output=True, text=True, check=True
-    )
-    return set(listed.stdout.split())
+    return set(docker("images", "--quiet", "--filter", "dangling=true", check=True).stdout.split())
 
 
 @dataclass(frozen=True)

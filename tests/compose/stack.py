@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.container_images import COMPOSE_FILE, LOG_TAIL_LINES, REPO, tail
+from scripts.container_images import COMPOSE_FILE, LOG_TAIL_LINES, REPO, docker, tail
 
 ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init", "drift"}
 # What reaches the compose command of the caller's environment: the rest (IMAGE_TAG, BIND_ADDRESS, ...) would win
@@ -59,9 +59,9 @@ def is_up(container: Container) -> bool:
 
 def compose_command() -> list[str]:
     """`docker compose` when the v2 plugin answers, else `docker-compose` (1.29 on Debian bookworm)."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
-        return [docker, "compose"]
+    client = shutil.which("docker")
+    if client and docker("compose", "version").returncode == 0:
+        return [client, "compose"]
     legacy = shutil.which("docker-compose")
     if legacy is None:
         raise StackError("neither `docker compose` nor `docker-compose` is installed (scripts/compose-test.sh)")
@@ -89,6 +89,7 @@ class ComposeProject:
         self.env_file = env_file
         self.variables = dict(variables)
         self.name = self.variables["COMPOSE_PROJECT_NAME"]
+        self.label = f"label=com.docker.compose.project={self.name}"  # what compose marks the project's objects with
         env_file.write_text("".join(f"{key}={value}\n" for key, value in self.variables.items()))
         self.command = [*compose_command(), "--file", str(COMPOSE_FILE), "--env-file", str(env_file)]
         self.environment = {key: os.environ[key] for key in PASSED_ENVIRONMENT if key in os.environ}
@@ -103,20 +104,14 @@ class ComposeProject:
 
     def containers(self) -> list[Container]:
         """Every container of the project, also stopped ones, from the engine's labels."""
-        listed = subprocess.run(
-            ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={self.name}"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        ids = listed.stdout.split()
+        ids = docker("ps", "--all", "--quiet", "--filter", self.label, check=True).stdout.split()
         if not ids:
             return []
         template = (
             '{{index .Config.Labels "com.docker.compose.service"}}|{{.Name}}|{{.State.Status}}|'
             "{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}|{{.RestartCount}}"
         )
-        inspected = subprocess.run(
-            ["docker", "inspect", "--format", template, *ids], capture_output=True, text=True, check=True
-        )
+        inspected = docker("inspect", "--format", template, *ids, check=True)
         containers = []
         for line in inspected.stdout.splitlines():
             service, name, state, health, code, restarts = line.split("|")
@@ -133,9 +128,7 @@ class ComposeProject:
                 "{{range $port, $bindings := .NetworkSettings.Ports}}{{range $bindings}}"
                 "{{$port}} {{.HostIp}} {{.HostPort}}\n{{end}}{{end}}"
             )
-            inspected = subprocess.run(
-                ["docker", "inspect", "--format", template, container.name], capture_output=True, text=True, check=True
-            )
+            inspected = docker("inspect", "--format", template, container.name, check=True)
             ports = published.setdefault(container.service, set())
             for line in inspected.stdout.split("\n"):
                 if line.strip():
@@ -193,9 +186,6 @@ class ComposeProject:
         self.run("--profile", "jobs", "down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
         left = [f"container {container.name}" for container in self.containers()]
         for kind in ("network", "volume"):
-            listed = subprocess.run(
-                ["docker", kind, "ls", "--quiet", "--filter", f"label=com.docker.compose.project={self.name}"],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
+            listed = docker(kind, "ls", "--quiet", "--filter", self.label, check=True)
             left += [f"{kind} {name}" for name in listed.stdout.split()]
         return left

@@ -4,7 +4,6 @@ gateway with Redis and then MLflow stopped (these two last: they change the stac
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from scripts.container_images import ImageError, build
+from scripts.container_images import ImageError, build, docker
 from scripts.sample_requests import applicants
 from scripts.send_applicants import applicant_batches
 from tests.compose.conftest import PUBLISHED, Stack
@@ -53,33 +52,27 @@ def test_the_images_stay_within_their_size_goals_and_leave_no_dangling_image(sta
 
 def test_no_runtime_image_carries_a_compiler(stack: Stack) -> None:
     for image in stack.images.built:
-        found = subprocess.run(
-            ["docker", "run", "--rm", "--entrypoint", "sh", image.tag, "-c", "command -v cc gcc c++ g++ clang"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        found = docker("run", "--rm", "--entrypoint", "sh", image.tag, "-c", "command -v cc gcc c++ g++ clang")
         assert found.returncode != 0 and not found.stdout.strip(), (image.tag, found.stdout)
 
 
 def test_a_failed_build_is_one_line_naming_it_and_leaves_no_container(stack: Stack, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo about to fail && false\n")
-    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split()
+    before = docker("ps", "-aq", check=True).stdout.split()
     base = stack.images.variables["PYTHON_IMAGE"]
     with pytest.raises(ImageError) as failed:
         build("broken", "Dockerfile", "local/credit-scoring-broken:test", base, {"BASE_IMAGE": base}, tmp_path)
     first, *rest = str(failed.value).splitlines()
     assert first == "building local/credit-scoring-broken:test from Dockerfile failed (exit 1); last lines:"
     assert any("about to fail" in line for line in rest)
-    after = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split()
+    after = docker("ps", "-aq", check=True).stdout.split()
     assert after == before
 
 
 def test_the_projects_images_run_as_their_own_non_root_user(stack: Stack) -> None:
     for container in stack.project.containers():
         if container.service in {"gateway", "mlflow", "trainer"} or container.service.startswith("airflow"):
-            user = subprocess.run(
-                ["docker", "inspect", "--format", "{{.Config.User}}", container.name],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip()  # fmt: skip
+            user = docker("inspect", "--format", "{{.Config.User}}", container.name, check=True).stdout.strip()
             assert user == "10001:10001", (container.service, user)
 
 
