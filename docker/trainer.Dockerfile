@@ -1,5 +1,6 @@
-# The pipeline image: `mlflow run . -e main` (the trainer of compose/) and the MLflow tracking server itself
-# (`mlflow server`, PostgreSQL backend, artifacts on a volume or S3), installed from requirements-pipeline.lock.
+# The pipeline image: `mlflow run . -e main` (the trainer of compose/), `-e score` (portfolio scoring, local engine),
+# the drift job, and the MLflow tracking server itself (`mlflow server`, PostgreSQL backend, artifacts on a volume or
+# S3), installed from requirements-pipeline.lock.
 #   docker build -f docker/trainer.Dockerfile -t credit-scoring/trainer .
 # The base is pinned by tag and by the digest of its multi-architecture index (docs/deployment.md).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
@@ -21,9 +22,11 @@ COPY steps/ steps/
 COPY monitoring/ monitoring/
 # The prediction stream's layout (serving.prediction_log), which the drift job reads.
 COPY serving/ serving/
-# What its processes import: `mlflow run` and each step, the registry CLI, the drift job, `mlflow server`.
-RUN /tmp/byte-compile.sh "scoring registry steps monitoring serving" steps.main steps.tune registry.cli \
-        monitoring.drift monitoring.job evidently.presets mlflow.cli mlflow.projects mlflow.server.handlers \
+COPY portfolio/ portfolio/
+# What its processes import: `mlflow run` and each step, the registry CLI, the drift and portfolio jobs, the server.
+RUN /tmp/byte-compile.sh "scoring registry steps monitoring serving portfolio" steps.main steps.tune registry.cli \
+        monitoring.drift monitoring.job portfolio.score portfolio.job portfolio.local_engine evidently.presets \
+        mlflow.cli mlflow.projects mlflow.server.handlers \
         mlflow.store.tracking.sqlalchemy_store psycopg
 
 FROM ${PYTHON_IMAGE} AS runtime

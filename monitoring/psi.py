@@ -3,8 +3,11 @@ category shares for categories, missing values in a bin of their own, a small fl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +36,7 @@ class DecileBins:
         # inverted_cdf: each edge is a value the reference holds, so discrete columns get clean cuts.
         return cls(tuple(float(edge) for edge in np.unique(np.quantile(values, DECILES, method="inverted_cdf"))))
 
-    @property
+    @cached_property  # counted a batch at a time by the portfolio job: named once
     def names(self) -> list[str]:
         bounds = [-np.inf, *self.edges, np.inf]
         return [
@@ -50,6 +53,22 @@ class DecileBins:
         named[np.isnan(numbers)] = MISSING_BIN
         return named
 
+    def counts(self, values: np.ndarray) -> Counter[str]:
+        """How many values fall in each bin (as `assign` names them), without naming every value: what a population
+        too large to hold is counted with, a batch at a time."""
+        numbers = np.asarray(values, dtype=np.float64)
+        missing = np.isnan(numbers)
+        present = numbers[~missing] if missing.any() else numbers
+        # Values above each edge (one vectorised count per edge: faster than searchsorted for <= 9 edges); bin i
+        # holds those above edge i-1 but not above edge i, as `assign`'s right-closed bins.
+        above = [present.size, *(int(np.count_nonzero(present > edge)) for edge in self.edges), 0]
+        counted = Counter(
+            {name: above[i] - above[i + 1] for i, name in enumerate(self.names) if above[i] - above[i + 1]}
+        )
+        if missing.any():
+            counted[MISSING_BIN] = int(missing.sum())
+        return counted
+
 
 def category_bins(values: pd.Series | Sequence[object]) -> np.ndarray:
     """Categories as their own bins; None, NaN and the empty string (the model's missing marker) go to MISSING_BIN."""
@@ -57,6 +76,34 @@ def category_bins(values: pd.Series | Sequence[object]) -> np.ndarray:
     missing = series.isna() | (series == "")
     named: np.ndarray = series.astype(str).where(~missing, MISSING_BIN).to_numpy(dtype=object)
     return named
+
+
+def category_counts(value_counts: Mapping[Any, int]) -> Counter[str]:
+    """Counts per distinct value -> counts per PSI bin, by `category_bins`' rule (missing values together)."""
+    values = list(value_counts)
+    counted: Counter[str] = Counter()
+    for name, value in zip(category_bins(values), values, strict=True):
+        counted[str(name)] += int(value_counts[value])
+    return counted
+
+
+def psi_of_counts(
+    reference_counts: Mapping[str, float], current_counts: Mapping[str, float], floor: float = EMPTY_BIN_FLOOR
+) -> float:
+    """PSI from how many values each side has per bin: the formula of `psi_of_bins`, for populations counted a batch
+    at a time (the portfolio job) rather than held whole."""
+    reference = pd.Series(reference_counts, dtype=np.float64)
+    current = pd.Series(current_counts, dtype=np.float64)
+    if reference.sum() <= 0 or current.sum() <= 0:
+        raise ValueError("PSI needs at least one value on each side")
+    return _psi_of_shares(reference / reference.sum(), current / current.sum(), floor)
+
+
+def _psi_of_shares(reference: pd.Series, current: pd.Series, floor: float) -> float:
+    every_bin = reference.index.union(current.index)
+    expected = reference.reindex(every_bin, fill_value=0.0).to_numpy(dtype=np.float64).clip(min=floor)
+    actual = current.reindex(every_bin, fill_value=0.0).to_numpy(dtype=np.float64).clip(min=floor)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
 def psi_of_bins(
@@ -73,10 +120,7 @@ def psi_of_bins(
     current = pd.Series(np.asarray(current_bins, dtype=object)).value_counts(normalize=True)
     if reference.empty or current.empty:
         raise ValueError("PSI needs at least one value on each side")
-    every_bin = reference.index.union(current.index)
-    expected = reference.reindex(every_bin, fill_value=0.0).to_numpy(dtype=np.float64).clip(min=floor)
-    actual = current.reindex(every_bin, fill_value=0.0).to_numpy(dtype=np.float64).clip(min=floor)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return _psi_of_shares(reference, current, floor)
 
 
 def bin_pair(reference: pd.Series, current: pd.Series, numeric: bool) -> tuple[np.ndarray, np.ndarray]:

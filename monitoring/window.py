@@ -20,11 +20,11 @@ import redis
 from monitoring.errors import MonitoringInputError
 from monitoring.sampling import BoundedSample
 from registry.errors import first_line
+from scoring.contract import SCORE_COLUMN as SCORE_COLUMN  # re-exported: the drift job names it from here
 from serving.prediction_log import groups_of
 
 logger = logging.getLogger(__name__)
 
-SCORE_COLUMN = "probability_of_default"
 TIMESTAMP_COLUMN = "ts"
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 # How long after a request its rows may reach the stream: the gateway's writer flushes every 0.25 s by default.

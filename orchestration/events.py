@@ -1,6 +1,7 @@
 """What an Asset-triggered DAG run takes from the events that triggered it (their `extra`): the registered model
-when the Param is empty, and the staged version a promotion run was started for. Standard library only: the DAG
-files call it with `context["triggering_asset_events"]`."""
+when the Param is empty, and the staged version a promotion run was started for; and whether a month's portfolio
+scores were announced already. Standard library only: the DAG files call it with `context["triggering_asset_events"]`
+or the extras of an Asset's earlier events."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ def announced_version(extras: list[dict[str, Any]], model: str) -> str | None:
     """The newest staging version the triggering events announced for `model`, None without such an event."""
     versions = [str(extra["version"]) for extra in extras if extra.get("model") == model and extra.get("version")]
     return versions[-1] if versions else None
+
+
+def announced_before(record: Mapping[str, Any], earlier_extras: Iterable[Mapping[str, Any] | None]) -> bool:
+    """Whether a month's portfolio scores are old news: this run scored nothing new (every part was finished before)
+    and an earlier event announced the same output of the same version. Then no second event: its consumers (limit
+    reviews, provisioning) ran on the first. A run that scored rows, even resuming, announces them."""
+    if int(record["rows_scored_this_run"]) > 0:
+        return False
+    same = ("model", "version", "output")
+    return any(extra and all(extra.get(key) == record[key] for key in same) for extra in earlier_extras)

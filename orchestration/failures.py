@@ -8,12 +8,22 @@ from contextlib import contextmanager
 
 from monitoring.errors import MonitoringInputError
 from orchestration.settings import OrchestrationError
+from portfolio.errors import PortfolioInputError, RejectRateExceededError
 from registry.errors import RegistryError
 from steps.errors import StepError
 
 # StepError: a user mistake or a failed check of a step (parity, say). RegistryError covers GateRefusedError and
-# SchemaChangeError: retrying would only record the refusal again.
-USER_ERRORS: tuple[type[Exception], ...] = (OrchestrationError, StepError, RegistryError, MonitoringInputError)
+# SchemaChangeError: retrying would only record the refusal again. PortfolioInputError (a missing column, an alias
+# pointing nowhere, the month's folder holding another version's results) and RejectRateExceededError (the output is
+# complete; a retry would score nothing and reject the same rows) give the same answer on every try.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    OrchestrationError,
+    StepError,
+    RegistryError,
+    MonitoringInputError,
+    PortfolioInputError,
+    RejectRateExceededError,
+)
 
 
 @contextmanager

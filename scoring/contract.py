@@ -42,6 +42,9 @@ def split_sha256_tag(split: str) -> str:
 
 
 # --- Tags of a registered version (set by the registration in steps/registration.py).
+# A scored row's probability of default: the column of the gateway's prediction log, the drift job's frames and the
+# portfolio job's output.
+SCORE_COLUMN = "probability_of_default"
 PRECISION_TAG = "precision"  # "fp32" or "int8"
 SOURCE_RUN_ID_TAG = "source_run_id"  # the convert (fp32) or quantize (int8) run that logged the ONNX model
 FP32_SOURCE_RUN_ID_TAG = "fp32_source_run_id"  # int8 only: the convert run of its fp32 source

@@ -48,3 +48,10 @@ def predict_default_probability(session: ort.InferenceSession, inputs: dict[str,
     (probabilities,) = session.run([PROBABILITIES_OUTPUT], inputs)
     default: np.ndarray = probabilities[:, 1].astype(np.float64)
     return default
+
+
+def decisions(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """The decision at a version's threshold: True (predicted default) where the probability reaches it. The one
+    statement of the rule the pipeline's metrics, the gate and the portfolio job share."""
+    decided: np.ndarray = np.asarray(probabilities) >= threshold
+    return decided

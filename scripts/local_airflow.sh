@@ -18,7 +18,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT="$port"
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:$port"
-# The DAG files and their tasks import orchestration/, steps/, registry/ and monitoring/ from the repository.
+# The DAG files and their tasks import orchestration/, steps/, registry/, monitoring/ and portfolio/ from the repository.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-http://127.0.0.1:${MLFLOW_PORT:-5000}}
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
@@ -57,7 +57,8 @@ if [ "$healthy" != true ]; then
 fi
 cat <<MSG
 Airflow:       http://127.0.0.1:$port   (user admin; password in $home/simple_auth_manager_passwords.json.generated)
-DAGs:          credit_retrain, credit_promote, credit_drift (airflow/dags; paused at first: unpause them in the UI)
+DAGs:          credit_retrain, credit_promote, credit_drift, credit_portfolio_score (airflow/dags; paused at first:
+               unpause them in the UI)
 Tracking:      $MLFLOW_TRACKING_URI    Redis: $REDIS_URL
 Log:           $home/standalone.log    Stop: make stop-airflow
 Trigger:       AIRFLOW_HOME=$home .venv/bin/airflow dags trigger credit_retrain --conf '{"max_epochs": 50}'

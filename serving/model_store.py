@@ -8,24 +8,22 @@ serving. A staging version whose inputs differ from production's is loaded but n
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from mlflow.tracking import MlflowClient
 
-from registry.resolve import ResolvedModel, load_version, read_mlmodel, require_model, version_for_alias
+from registry.resolve import load_version, require_model, version_for_alias
+from registry.session import open_session
 from registry.settings import RegistrySettings
 from registry.versions import ALIASES, PRODUCTION_ALIAS, STAGING_ALIAS
-from scoring.onnx_runtime import inference_session, predict_default_probability
+from scoring.onnx_runtime import predict_default_probability
 from scoring.schema import FeatureSchema
 from serving.validation import RowParser
 
@@ -106,39 +104,6 @@ class RefreshReport:
     failed: dict[str, str] = field(default_factory=dict)  # alias -> reason
 
 
-def tensor_input_example(folder: Path, schema: FeatureSchema) -> dict[str, np.ndarray] | None:
-    """The tensor input example logged with the model (one [N,1] list per feature in `input_example.json`) as the
-    graph takes it: float32 for numeric features (null = NaN), text for categorical ones; None without one.
-
-    Read here rather than with `Model.load_input_example`: MLflow's example reader imports pandas, which the gateway's
-    environment (mlflow-skinny, requirements-serving.lock) does not have.
-    """
-    info = read_mlmodel(folder).get("saved_input_example_info") or {}
-    if info.get("type") != "ndarray":
-        return None
-    payload = json.loads((folder / info["artifact_path"]).read_text())
-    columns = payload.get("inputs", payload) if isinstance(payload, dict) else None
-    if not isinstance(columns, dict) or set(columns) != set(schema.features):
-        return None
-    return {
-        name: np.asarray(columns[name], dtype=np.float32 if name in schema.numeric else object).reshape(-1, 1)
-        for name in schema.features
-    }
-
-
-def warm_up(resolved: ResolvedModel, session: ort.InferenceSession) -> float:
-    """Score the input example logged with the model; returns how long it took (ms)."""
-    folder = Path(resolved.onnx_path).parent
-    example = tensor_input_example(folder, resolved.feature_schema)
-    if example is None:
-        raise ValueError(f"version {resolved.version} has no tensor input example to warm up with")
-    started = time.perf_counter()
-    probabilities = predict_default_probability(session, example)
-    if not np.all(np.isfinite(probabilities)):
-        raise ValueError(f"version {resolved.version} returned non-finite probabilities on its input example")
-    return (time.perf_counter() - started) * 1e3
-
-
 class ModelStore:
     def __init__(self, registry_settings: RegistrySettings):
         self.registry_settings = registry_settings
@@ -214,8 +179,7 @@ class ModelStore:
 
     def _load(self, client: MlflowClient, alias: str, version: str) -> LoadedModel:
         resolved = load_version(client, self.registry_settings.model_name, version, self.registry_settings)
-        session = inference_session(resolved.onnx_path)
-        warmup_ms = warm_up(resolved, session)
+        session, warmup_ms = open_session(resolved)
         return LoadedModel(
             alias=alias,
             name=resolved.name,

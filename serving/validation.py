@@ -18,11 +18,18 @@ from typing import Any, cast
 
 import numpy as np
 
+from scoring.input_rules import (
+    EXPECTED_NUMBER,
+    EXPECTED_TEXT,
+    EXPECTED_TEXT_OR_CODE,
+    FLOAT32_MAX,
+    NOT_FINITE,
+    OUT_OF_RANGE,
+    integer_coded,
+)
 from scoring.schema import MISSING_CATEGORY, FeatureSchema
 
 ROW_KEYS = frozenset({"values", "features", "applicant_id"})
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-OUT_OF_RANGE = f"out of range: the model takes numbers up to ±{FLOAT32_MAX:.3g}"
 
 
 @dataclass(frozen=True)
@@ -83,19 +90,19 @@ def _numeric(value: Any) -> tuple[float | None, str | None]:
     if value is None:
         return math.nan, None
     if isinstance(value, bool):
-        return None, "expected a number, got a boolean"
+        return None, f"{EXPECTED_NUMBER}, got a boolean"
     if isinstance(value, int | float):
         if isinstance(value, float) and math.isinf(value):
-            return None, "must be finite"
+            return None, NOT_FINITE
         if abs(value) > FLOAT32_MAX:  # the graph takes float32: beyond this it would see infinity
             return None, OUT_OF_RANGE
         return float(value), None
-    return None, f"expected a number, got {type(value).__name__}"
+    return None, f"{EXPECTED_NUMBER}, got {type(value).__name__}"
 
 
 def _categorical(value: Any, integer_codes: bool = False) -> tuple[str | None, str | None]:
-    """`integer_codes`: the column's categories are integer codes (EDUCATION "1".."6"), so a JSON integer is taken as
-    its code, as `prepare` labels them; elsewhere a number for a category is a mistake worth a 422."""
+    """`integer_codes`: the column's categories are integer codes (`scoring.input_rules.integer_coded`), so a JSON
+    integer is taken as its code; elsewhere a number for a category is a mistake worth a 422."""
     if value is None:
         return MISSING_CATEGORY, None
     if isinstance(value, str):
@@ -104,8 +111,8 @@ def _categorical(value: Any, integer_codes: bool = False) -> tuple[str | None, s
         return MISSING_CATEGORY, None
     if integer_codes and type(value) is int:  # not bool
         return str(value), None
-    expected = "a string or an integer code" if integer_codes else "a string"
-    return None, f"expected {expected}, got {type(value).__name__}"
+    expected = EXPECTED_TEXT_OR_CODE if integer_codes else EXPECTED_TEXT
+    return None, f"{expected}, got {type(value).__name__}"
 
 
 def _row_values(
@@ -183,10 +190,6 @@ def _column_errors(
     ]
 
 
-def _integer_coded(categories: list[str]) -> bool:
-    return bool(categories) and all(category.lstrip("-").isdigit() for category in categories)
-
-
 def require_rows(batch: Any) -> list[Any]:
     """The batch itself: a non-empty list (checked before anything counts or routes its rows)."""
     if not isinstance(batch, list) or not batch:
@@ -205,7 +208,7 @@ class RowParser:
         self._categorical = [i for i, name in enumerate(self.features) if name not in numeric]
         # Per categorical feature, its rule: integer codes are taken as numbers too where every known category is one.
         self._category_rules = [
-            functools.partial(_categorical, integer_codes=_integer_coded(schema.categories.get(self.features[i], [])))
+            functools.partial(_categorical, integer_codes=integer_coded(schema.categories.get(self.features[i], [])))
             for i in self._categorical
         ]
         self._order = {name: position for position, name in enumerate(self.features)}

@@ -22,6 +22,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from scoring.onnx_runtime import decisions
+
 
 @dataclass(frozen=True)
 class ThresholdMetrics:
@@ -62,7 +64,7 @@ def ranking_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, 
 
 
 def threshold_metrics(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> ThresholdMetrics:
-    predicted = (probabilities >= threshold).astype(int)
+    predicted = decisions(probabilities, threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y_true, predicted, labels=[0, 1]).ravel()
     return ThresholdMetrics(
         threshold=threshold,
@@ -96,7 +98,7 @@ def evaluation_metrics(y_true: np.ndarray, probabilities: np.ndarray, threshold:
 
 
 def report_text(y_true: np.ndarray, probabilities: np.ndarray, threshold: float, positive_label: str) -> str:
-    predicted = (probabilities >= threshold).astype(int)
+    predicted = decisions(probabilities, threshold).astype(int)
     names = [f"not {positive_label}", positive_label]
     return f"Decision threshold {threshold:.4f} (max Youden J on validation)\n\n" + classification_report(
         y_true, predicted, labels=[0, 1], target_names=names, digits=4, zero_division=0

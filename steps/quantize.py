@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
-from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
+from scoring.onnx_runtime import decisions, inference_session, onnx_inputs, predict_default_probability
 from steps.cli import run_id_file_option, run_step_cli
 from steps.data import features_and_target
 from steps.errors import CheckFailedError, UserInputError
@@ -60,7 +60,7 @@ def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSet
         p_int8 = predict_default_probability(inference_session(int8), inputs)
         difference = np.abs(p_int8 - p_fp32)
         auc_fp32, auc_int8 = float(roc_auc_score(y_test, p_fp32)), float(roc_auc_score(y_test, p_int8))
-        flipped = int(np.sum((p_fp32 >= threshold) != (p_int8 >= threshold)))
+        flipped = int(np.sum(decisions(p_fp32, threshold) != decisions(p_int8, threshold)))
         metrics = {
             "size_bytes_fp32": float(fp32.ByteSize()),
             "size_bytes_int8": float(int8.ByteSize()),

@@ -18,6 +18,7 @@ EXPECTED_DAGS = {
     "credit_retrain": ["prepare", "train", "convert", "quantize", "benchmark", "register"],
     "credit_promote": ["evaluate_gate", "route", "approval", "no_approval_required", "promote", "record_rejection"],
     "credit_drift": ["measure", "drift_found", "alert_retraining"],
+    "credit_portfolio_score": ["score", "publish"],
 }
 # Exact retries per task: 2 for what talks to MLflow or Redis, 0 for decisions and records written once.
 RETRIES = {
@@ -26,8 +27,12 @@ RETRIES = {
         "evaluate_gate": 2, "route": 0, "approval": 0, "no_approval_required": 2, "promote": 2, "record_rejection": 0,
     },
     "credit_drift": {"measure": 2, "drift_found": 0, "alert_retraining": 2},
+    "credit_portfolio_score": {"score": 2, "publish": 2},
 }  # fmt: skip
-HEAVY_MODULES = ["mlflow", "sklearn", "pandas", "onnxruntime", "evidently", "steps", "registry", "monitoring", "redis"]
+HEAVY_MODULES = [
+    "mlflow", "sklearn", "pandas", "pyarrow", "onnxruntime", "evidently", "redis",
+    "steps", "registry", "monitoring", "portfolio",
+]  # fmt: skip
 
 
 def test_every_dag_file_imports_without_errors(dag_bag: Any) -> None:
@@ -50,7 +55,7 @@ def test_tasks_and_run_policy(dag_bag: Any, dag_id: str) -> None:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(minutes=30), task.task_id
 
 
-@pytest.mark.parametrize("dag_id", ["credit_retrain", "credit_drift"])
+@pytest.mark.parametrize("dag_id", ["credit_retrain", "credit_drift", "credit_portfolio_score"])
 def test_every_attempt_of_every_task_fits_in_the_dag_run_timeout(dag_bag: Any, dag_id: str) -> None:
     """The worst case: each task uses its whole execution_timeout on every attempt, after the longest retry delays."""
     dag = load_dag(dag_bag, dag_id)
@@ -108,6 +113,37 @@ def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_
     assert [asset.name for asset in dag.get_task("alert_retraining").outlets] == ["credit_drift_alert"]
     assert dag.get_task("alert_retraining").upstream_task_ids == {"measure", "drift_found"}
     assert dict(dag.params) == {"registered_model": "", "window_start": "", "window_end": ""}
+
+
+def test_portfolio_is_monthly_for_the_month_just_closed_and_announces_its_scores(dag_bag: Any) -> None:
+    import pendulum
+    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    from orchestration.portfolio import PortfolioParams, month_of
+
+    dag = load_dag(dag_bag, "credit_portfolio_score")
+    assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.timetable.expression == "0 4 2 * *"
+    assert str(dag.timetable.timezone) == "UTC"
+    # The run on 2026-12-02 04:00 UTC covers November: its folder is 2026-11.
+    interval = coerce_to_core_timetable(dag.timetable).infer_manual_data_interval(
+        run_after=pendulum.datetime(2026, 12, 2, 4, tz="UTC")
+    )
+    assert (interval.start, interval.end) == (
+        pendulum.datetime(2026, 11, 2, 4, tz="UTC"), pendulum.datetime(2026, 12, 2, 4, tz="UTC"),
+    )  # fmt: skip
+    assert month_of(interval.start) == "2026-11"
+    # 20 M rows took 21 s here (docs/benchmarks.md): 30 minutes per attempt leave a wide margin, and no more.
+    assert dag.get_task("score").execution_timeout == timedelta(minutes=30)
+    assert dag.get_task("publish").execution_timeout == timedelta(minutes=2)
+    publish = dag.get_task("publish")
+    assert [asset.name for asset in publish.outlets] == ["credit_portfolio_scores"]
+    assert [asset.name for asset in publish.inlets] == ["credit_portfolio_scores"]  # reads the earlier events
+    assert publish.upstream_task_ids == {"score"}
+    # The DAG's defaults are PortfolioParams' (written twice: the DAG file imports nothing of the project's packages).
+    assert dict(dag.params) == PortfolioParams().model_dump()
+    assert dag.params["version"] == "production" and dag.params["id_columns"] == "account_id"
+    assert set(dag.tags) == {"credit-scoring", "portfolio"} and dag.doc_md
 
 
 PROBE = """

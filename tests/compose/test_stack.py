@@ -22,7 +22,7 @@ from tests.compose.conftest import PUBLISHED, Stack
 # The first test also waits for the images (from nothing: ~10 min on 2 cores) and the stack to come up.
 pytestmark = pytest.mark.timeout(2700)
 MODEL = "credit-scoring"
-DAGS = {"credit_retrain", "credit_promote", "credit_drift"}
+DAGS = {"credit_retrain", "credit_promote", "credit_drift", "credit_portfolio_score"}
 DRIFT_ROWS = 600  # above the drift job's minimum of 500 rows per version
 
 
@@ -171,7 +171,7 @@ def test_the_drift_job_in_a_container_logs_a_report_to_mlflow(stack: Stack) -> N
     assert "drift/report.html" in {artifact.path for artifact in client.list_artifacts(run_id, "drift")}
 
 
-def test_airflow_parses_the_three_dags_and_its_scheduler_is_healthy(stack: Stack) -> None:
+def test_airflow_parses_the_dags_and_its_scheduler_is_healthy(stack: Stack) -> None:
     airflow = stack.url("airflow-api-server")
     password = stack.project.variables["AIRFLOW_ADMIN_PASSWORD"]
     token = requests.post(f"{airflow}/auth/token", json={"username": "admin", "password": password}, timeout=10).json()[
@@ -184,7 +184,7 @@ def test_airflow_parses_the_three_dags_and_its_scheduler_is_healthy(stack: Stack
         found = {dag["dag_id"] for dag in listed}
         return found if DAGS <= found else set()
 
-    eventually(dags, 180, "the dag-processor has not parsed the three DAGs")
+    eventually(dags, 180, "the dag-processor has not parsed the four DAGs")
     errors = requests.get(f"{airflow}/api/v2/importErrors", headers=headers, timeout=10).json()
     assert errors["total_entries"] == 0, errors
     health = requests.get(f"{airflow}/api/v2/monitor/health", timeout=10).json()

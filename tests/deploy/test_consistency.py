@@ -16,6 +16,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from monitoring.settings import MonitoringSettings
+from orchestration.portfolio import MonthlyPortfolioSettings
 from orchestration.settings import OrchestrationSettings
 from registry.settings import RegistrySettings
 from serving.settings import ServingSettings
@@ -103,9 +104,9 @@ def readers() -> dict[str, set[str]]:
         "drift": settings_variables(MonitoringSettings) | registry | client,
         # `mlflow server`: MLflow's own variables only.
         "mlflow": mlflow_variables() | STANDARD,
-        # The DAGs' tasks (orchestration/: OrchestrationSettings) call steps/, registry/ and monitoring/ in-process;
-        # AIRFLOW__* are checked apart, against Airflow's own configuration.
-        "airflow": airflow | settings_variables(OrchestrationSettings),
+        # The DAGs' tasks (orchestration/: OrchestrationSettings, MonthlyPortfolioSettings) call steps/, registry/,
+        # monitoring/ and portfolio/ in-process; AIRFLOW__* are checked apart, against Airflow's own configuration.
+        "airflow": airflow | settings_variables(OrchestrationSettings) | settings_variables(MonthlyPortfolioSettings),
     }
 
 

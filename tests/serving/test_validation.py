@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from scoring.input_rules import OUT_OF_RANGE
 from scoring.schema import FeatureSchema
-from serving.validation import OUT_OF_RANGE, RowParser, RowsInvalidError, parse_rows
+from serving.validation import RowParser, RowsInvalidError, parse_rows
 
 SCHEMA = FeatureSchema(
     features=["Age", "Home", "Income"],
