@@ -14,7 +14,7 @@ import redis
 from pydantic import ValidationError
 
 from monitoring.errors import MonitoringInputError
-from registry.errors import RegistryError, first_line
+from registry.errors import RegistryError, first_line, validation_problems
 from registry.server import check_tracking_server
 
 if TYPE_CHECKING:
@@ -97,10 +97,7 @@ def cli(
         with tqdm(unit="rows", desc="reading the prediction stream", disable=None, leave=False) as progress:
             outcomes = run_drift(settings, spec, data_file, version, on_rows=progress.update)
     except ValidationError as error:  # a setting from the environment or an option: name it
-        problems = "; ".join(
-            f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}" for item in error.errors()
-        )
-        click.echo(f"error: {problems}", err=True)
+        click.echo(f"error: {validation_problems(error)}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except (MonitoringInputError, RegistryError) as error:
         click.echo(f"error: {first_line(error)}", err=True)

@@ -45,13 +45,6 @@ def thresholds_of(settings: MonitoringSettings) -> Thresholds:
     return Thresholds(psi_watch=settings.psi_watch, psi_act=settings.psi_act, drift_share=settings.drift_share)
 
 
-def registry_settings_of(settings: MonitoringSettings) -> RegistrySettings:
-    registry_settings = RegistrySettings.of(settings)
-    if settings.model_cache_dir:
-        registry_settings = registry_settings.model_copy(update={"cache_dir": settings.model_cache_dir})
-    return registry_settings
-
-
 def version_number(client: MlflowClient, name: str, alias_or_version: str) -> str:
     if alias_or_version.isdigit():
         return alias_or_version
@@ -159,7 +152,7 @@ def run_drift(
             outcomes[window.version] = DriftOutcome(name, window.version, window.rows, True, message, summary, run_id)
             continue
         # The window is checked before the reference is fetched: a mistake in a file fails in seconds.
-        model = resolve_model(client, registry_settings_of(settings), name, window.version)
+        model = resolve_model(client, RegistrySettings.of(settings, settings.model_cache_dir), name, window.version)
         current = current_data(window, model, scored_by_gateway=data_file is None)
         reference = load_reference(client, model)
         computed.append(compute(window, current, reference, thresholds, settings.min_rows))

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from orchestration.settings import OrchestrationError, OrchestrationSettings
+from orchestration.settings import DagParams, OrchestrationError, OrchestrationSettings
 from portfolio.job import ScoringOutcome, ScoringRequest, score_portfolio
 from portfolio.settings import DEFAULT_VERSION, PortfolioSettings
+from registry.errors import validation_problems
 from scoring.contract import SCORE_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,8 @@ class MonthlyPortfolioSettings(PortfolioSettings):
     output_root: str = ""  # PORTFOLIO_OUTPUT_ROOT
 
 
-class PortfolioParams(BaseModel):
+class PortfolioParams(DagParams):
     """The portfolio DAG's Params, checked once: a bad value names its Param."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     book_path: str = ""  # empty: PORTFOLIO_BOOK_PATH
     output_root: str = ""  # empty: PORTFOLIO_OUTPUT_ROOT
@@ -74,15 +72,6 @@ class PortfolioParams(BaseModel):
         if value and not MONTH_PATTERN.fullmatch(value):
             raise ValueError(f"expected YYYY-MM, got {value!r}")
         return value
-
-    @classmethod
-    def of(cls, params: Mapping[str, Any]) -> PortfolioParams:
-        """Validate a DAG run's Params; an invalid value is an OrchestrationError naming the Param."""
-        try:
-            return cls.model_validate(dict(params))
-        except ValidationError as error:
-            problems = [f"Param {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-            raise OrchestrationError("; ".join(problems)) from error
 
 
 def id_column_list(text: str) -> list[str]:
@@ -209,8 +198,7 @@ def portfolio_settings(params: PortfolioParams, base: OrchestrationSettings | No
     try:
         settings = MonthlyPortfolioSettings()
     except ValidationError as error:  # e.g. PORTFOLIO_BATCH_ROWS=lots: the same answer on every retry
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()]
-        raise OrchestrationError(f"the portfolio job's settings (PORTFOLIO_*): {'; '.join(problems)}") from error
+        raise OrchestrationError(f"the portfolio job's settings (PORTFOLIO_*): {validation_problems(error)}") from error
     update: dict[str, Any] = {
         "tracking_uri": base.resolved_tracking_uri(),
         "model_name": params.registered_model or base.model_name,

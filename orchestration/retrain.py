@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from orchestration.settings import OrchestrationError, OrchestrationSettings
+from orchestration.settings import DagParams, OrchestrationError, OrchestrationSettings
 from scoring.contract import STEP_TAG
 from steps.errors import UserInputError
 from steps.model import MLPParams, parse_hidden_layers
@@ -47,10 +46,8 @@ class TaskRun:
         return {DAG_ID_TAG: self.dag_id, RUN_ID_TAG: self.run_id, TASK_ID_TAG: self.task_id}
 
 
-class RetrainParams(BaseModel):
+class RetrainParams(DagParams):
     """The retraining DAG's Params, checked once: a bad value names its Param."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     data_path: str = ""  # empty: CREDIT_DATA_PATH, else steps.prepare.DEFAULT_DATA_PATH (resolved on the worker)
     target: str = "Status"
@@ -119,15 +116,6 @@ class RetrainParams(BaseModel):
         if not path.is_file():
             raise OrchestrationError(f"Param data_path: no such file on this worker: {path}")
         return path
-
-    @classmethod
-    def of(cls, params: Mapping[str, Any]) -> RetrainParams:
-        """Validate a DAG run's Params; an invalid value is an OrchestrationError naming the Param."""
-        try:
-            return cls.model_validate(dict(params))
-        except ValidationError as error:
-            problems = [f"Param {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-            raise OrchestrationError("; ".join(problems)) from error
 
     def mlp_params(self) -> MLPParams:
         return MLPParams(

@@ -4,12 +4,13 @@ which registered model. Resolved when a task runs, never when a DAG file is pars
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from registry.errors import validation_problems
 from registry.settings import RegisteredModelSettings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,19 @@ class OrchestrationSettings(RegisteredModelSettings):
             return self.tracking_uri
         connection = (lookup or airflow_connection)(self.mlflow_conn_id)
         return connection_uri(connection, self.mlflow_conn_id)
+
+
+class DagParams(BaseModel):
+    """A DAG's Params, checked once when a task reads them: a bad value is an OrchestrationError naming its Param."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> Self:
+        try:
+            return cls.model_validate(dict(params))
+        except ValidationError as error:
+            raise OrchestrationError(validation_problems(error, prefix="Param ")) from error
 
 
 def airflow_connection(conn_id: str) -> ConnectionLike:

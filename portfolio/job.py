@@ -21,6 +21,7 @@ from monitoring.psi import DecileBins, category_counts
 from monitoring.reference import Reference, load_reference
 from portfolio.errors import PortfolioInputError, RejectRateExceededError
 from portfolio.features import ArrowFeatures
+from portfolio.local_engine import score_locally
 from portfolio.output import OutputFolder
 from portfolio.progress import Progress
 from portfolio.scorer import BatchScorer, PopulationBins, ScoringModel
@@ -71,11 +72,8 @@ class ScoringOutcome:
 
 
 def resolve_version(settings: PortfolioSettings, version: str) -> ResolvedModel:
-    registry_settings = RegistrySettings.of(settings)
-    if settings.model_cache_dir:
-        registry_settings = registry_settings.model_copy(update={"cache_dir": settings.model_cache_dir})
     try:
-        return resolve(version, registry_settings)
+        return resolve(version, RegistrySettings.of(settings, settings.model_cache_dir))
     except RegistryError as error:
         raise PortfolioInputError(str(error)) from error
 
@@ -167,8 +165,6 @@ def score_portfolio(request: ScoringRequest, settings: PortfolioSettings) -> Sco
                 session, warmup_ms = open_session(resolved, threads=settings.threads)
                 logger.info("session open, warm-up %.1f ms", warmup_ms)
                 scorer = BatchScorer(model, session, features, bins, ids)
-                from portfolio.local_engine import score_locally
-
                 stats, rows_this_run = score_locally(
                     scorer, inputs, output, manifest, settings.batch_rows, settings.rows_per_part, progress
                 )

@@ -153,12 +153,14 @@ class PartWriter:
         self._schemas = {SCORES: scores_schema, REJECTED: rejected_schema}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._pending: dict[str, list[pa.RecordBatch]] = {SCORES: [], REJECTED: []}
+        self._pending_rows = {SCORES: 0, REJECTED: 0}
 
     def write(self, scored: pa.RecordBatch, rejected: pa.RecordBatch) -> None:
         for kind, batch in ((SCORES, scored), (REJECTED, rejected)):
             if batch.num_rows:
                 self._pending[kind].append(batch)
-                if sum(pending.num_rows for pending in self._pending[kind]) >= ROW_GROUP_ROWS:
+                self._pending_rows[kind] += batch.num_rows
+                if self._pending_rows[kind] >= ROW_GROUP_ROWS:
                     self._flush(kind)
 
     def _flush(self, kind: str) -> None:
@@ -168,7 +170,7 @@ class PartWriter:
             self._writers[kind] = pq.ParquetWriter(self.temporary[kind], schema, use_dictionary=dictionary)
         table = pa.Table.from_batches(self._pending[kind], schema=self._schemas[kind])
         self._writers[kind].write_table(table, row_group_size=ROW_GROUP_ROWS)
-        self._pending[kind] = []
+        self._pending[kind], self._pending_rows[kind] = [], 0
 
     def commit(self) -> None:
         for kind, pending in self._pending.items():

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from portfolio.errors import PortfolioInputError, RejectRateExceededError
 from portfolio.settings import DEFAULT_VERSION
-from registry.errors import RegistryError, first_line
+from registry.errors import RegistryError, first_line, validation_problems
 from registry.server import check_tracking_server
 
 EXIT_USER_ERROR = 2
@@ -74,10 +74,7 @@ def cli(
         )
         outcome = score_portfolio(request, settings)
     except ValidationError as error:  # a setting from the environment or an option: name it
-        problems = "; ".join(
-            f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}" for item in error.errors()
-        )
-        click.echo(f"error: {problems}", err=True)
+        click.echo(f"error: {validation_problems(error)}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except (PortfolioInputError, RegistryError) as error:
         click.echo(f"error: {first_line(error)}", err=True)

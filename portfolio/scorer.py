@@ -198,7 +198,7 @@ class BatchScorer:
                 *ids_scored,
                 pa.array(probabilities, pa.float64()),
                 pa.array(defaults, pa.bool_()),
-                *self._constants(accepted, stamp, with_threshold=True),
+                *self._constants(self.output_schema, accepted, stamp),
             ],
             schema=self.output_schema,
         )
@@ -209,23 +209,26 @@ class BatchScorer:
                 *(column.take(index) for column in ids),
                 encoded.reasons,
                 encoded.values,
-                *self._constants(rejected_rows, stamp, with_threshold=False),
+                *self._constants(self.rejected_schema, rejected_rows, stamp),
             ],
             schema=self.rejected_schema,
         )
         return ScoredBatch(batch.num_rows, scored, rejected, probabilities, defaults, encoded)
 
-    def _constants(self, rows: int, stamp: pa.Scalar, with_threshold: bool) -> list[pa.Array]:
+    def _constants(self, schema: pa.Schema, rows: int, stamp: pa.Scalar) -> list[pa.Array]:
+        """The columns every row of a batch shares, those `schema` has, in its order."""
         model = self.model
-        constants: list[pa.Array] = []
-        if with_threshold:
-            constants.append(pa.repeat(pa.scalar(model.decision_threshold, pa.float64()), rows))
-            constants += [pa.repeat(pa.scalar(value, pa.string()), rows) for value in (model.name, model.version)]
-            constants.append(pa.repeat(pa.scalar(model.precision, pa.string()), rows))
-        else:
-            constants += [pa.repeat(pa.scalar(value, pa.string()), rows) for value in (model.name, model.version)]
-        constants.append(pa.repeat(stamp, rows))
-        return constants
+        values = {
+            "decision_threshold": model.decision_threshold,
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_precision": model.precision,
+        }
+        return [
+            pa.repeat(stamp if item.name == "scored_at" else pa.scalar(values[item.name], item.type), rows)
+            for item in schema
+            if item.name in values or item.name == "scored_at"
+        ]
 
     def count(self, batch: ScoredBatch) -> None:
         """Add a scored batch to `stats` (from one thread at a time)."""

@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from portfolio.errors import PortfolioInputError
+from registry.errors import first_line
 
 Format = Literal["parquet", "csv"]
 SUFFIXES: dict[str, Format] = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -109,7 +110,7 @@ def open_input(path: Path, columns: list[str]) -> InputFile:
                 available = reader.schema
             rows = None
     except (pa.ArrowInvalid, OSError) as error:
-        raise PortfolioInputError(f"input {path}: not a readable {fmt} file ({_first_line(error)})") from error
+        raise PortfolioInputError(f"input {path}: not a readable {fmt} file ({first_line(error)})") from error
     missing = [name for name in columns if name not in available.names]
     if missing:
         raise PortfolioInputError(f"input {path}: missing column(s) {', '.join(missing)}")
@@ -117,11 +118,6 @@ def open_input(path: Path, columns: list[str]) -> InputFile:
     if fmt == "csv":
         schema = pa.schema([pa.field(name, pa.string()) for name in columns])
     return InputFile(path, fmt, "", path.stat().st_size, rows, schema)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def parts(
@@ -147,7 +143,7 @@ def parts(
     try:
         reader = pacsv.open_csv(file.path, read_options=read, convert_options=convert)
     except (pa.ArrowInvalid, OSError) as error:
-        raise PortfolioInputError(f"input {file.path}: not a readable csv file ({_first_line(error)})") from error
+        raise PortfolioInputError(f"input {file.path}: not a readable csv file ({first_line(error)})") from error
     stream = _named_errors(file.path, iter(reader))
     index, pending = 0, next(stream, None)
     while pending is not None:
@@ -187,7 +183,7 @@ def _named_errors(path: Path, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.
     try:
         yield from batches
     except (pa.ArrowInvalid, OSError) as error:
-        raise PortfolioInputError(f"input {path}: cannot be read ({_first_line(error)})") from error
+        raise PortfolioInputError(f"input {path}: cannot be read ({first_line(error)})") from error
 
 
 def _key(file_index: int, part_index: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
 
 
 class RegistryError(Exception):
@@ -19,6 +20,11 @@ def is_not_found(error: MlflowException) -> bool:
     if error.error_code == "RESOURCE_DOES_NOT_EXIST":
         return True
     return error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error).lower()
+
+
+def validation_problems(error: ValidationError, prefix: str = "") -> str:
+    """A settings or Params error as one line naming each field (`settings` for a check of the whole object)."""
+    return "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
 
 
 def first_line(error: BaseException) -> str:

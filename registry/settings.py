@@ -43,10 +43,11 @@ class RegistrySettings(RegisteredModelSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
 
     @classmethod
-    def of(cls, settings: RegisteredModelSettings) -> RegistrySettings:
+    def of(cls, settings: RegisteredModelSettings, cache_dir: Path | str | None = None) -> RegistrySettings:
         """The registry's settings (gate thresholds, audit, cache: from the environment) for another package's
-        tracking server and registered model."""
-        return cls(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+        tracking server and registered model, and its own model cache folder if it names one."""
+        found = cls(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+        return found.model_copy(update={"cache_dir": Path(cache_dir)}) if cache_dir else found
 
     # ONNX files are downloaded once per version into this folder.
     cache_dir: Path = Path.home() / ".cache" / "credit-scoring" / "models"

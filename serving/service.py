@@ -4,7 +4,6 @@ prediction service) and keeps them on the app as one typed `Gateway`, the only w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 from flask import Flask, current_app
@@ -31,10 +30,7 @@ class Gateway:
 
 def registry_settings(settings: ServingSettings) -> RegistrySettings:
     """The registry's settings for the served model, with the gateway's own model cache folder if it names one."""
-    registry = RegistrySettings.of(settings)
-    if settings.model_cache_dir:
-        registry = registry.model_copy(update={"cache_dir": Path(settings.model_cache_dir)})
-    return registry
+    return RegistrySettings.of(settings, settings.model_cache_dir)
 
 
 def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: ModelStore | None = None) -> Gateway:
