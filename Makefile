@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: compose-test images gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean bench-batch monitoring drift drift-shifted airflow stop-airflow
+.PHONY: compose-test images gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean bench-batch bench-explain monitoring drift drift-shifted airflow stop-airflow
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ time-main: venv ## Time `mlflow run . -e main` 3 times against a running server 
 
 bench-batch: venv ## Portfolio scoring: bare ORT vs local engine vs Spark vs mlflow.pyfunc on a 5 M-row synthetic book, RSS at 20 M (needs `make run`; ~15 min)
 	python scripts/bench_batch.py --tracking-uri http://127.0.0.1:$(PORT)
+
+bench-explain: venv ## One row in-process with and without reason codes, and the explainer alone (needs `make run`; ~1 min)
+	python scripts/bench_explain.py --tracking-uri http://127.0.0.1:$(PORT)
 
 bench: venv ## Gateway vs mlflow models serve vs bare Flask+ONNX (needs wrk and `make run` first; ~15 min)
 	python scripts/bench_gateway.py --tracking-uri http://127.0.0.1:$(PORT) --duration 10 --rounds 3

@@ -12,12 +12,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from mlflow.tracking import MlflowClient
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from orchestration.settings import DagParams, OrchestrationError, OrchestrationSettings
+from orchestration.settings import DagParams, OrchestrationError, OrchestrationSettings, one_of
+from registry.slices import DEFAULT_SLICES, parse_slices
 from scoring.contract import STEP_TAG
+from scoring.points import parse_bands
+from steps.credit_risk import CALIBRATION_CHOICES, DEFAULT_REASON_CODES, RiskArguments, RiskOptions
 from steps.errors import UserInputError
 from steps.model import MLPParams, parse_hidden_layers
 from steps.prepare import DEFAULT_DATA_PATH
@@ -54,8 +58,8 @@ class RetrainParams(DagParams):
     positive_label: str = "bad"
     registered_model: str = ""  # empty: CREDIT_REGISTERED_MODEL_NAME (default credit-scoring)
     experiment_name: str = ""  # empty: the experiment named like the registered model
-    candidate: str = "auto"
-    quantization: str = "dynamic"
+    candidate: Annotated[str, AfterValidator(one_of(CANDIDATE_CHOICES))] = "auto"
+    quantization: Annotated[str, AfterValidator(one_of(METHODS))] = "dynamic"
     seed: int = 42
     hidden_layers: str = "128-64"
     alpha: float = Field(default=0.1, ge=0)
@@ -73,20 +77,32 @@ class RetrainParams(DagParams):
     categorical_columns: str = ""
     drop_columns: str = ""
     allow_schema_change: bool = False
+    calibration: Annotated[str, AfterValidator(one_of(CALIBRATION_CHOICES))] = "auto"
+    score_base: float = 600.0
+    score_base_odds: float = Field(default=50.0, gt=0)
+    score_pdo: float = Field(default=20.0, gt=0)
+    score_bands: str = ""
+    fairness_slices: str = DEFAULT_SLICES
+    reason_codes: str = ""  # empty: the shipped data/reason_codes.json (next to the installed `steps` package)
 
-    @field_validator("candidate")
+    @field_validator("score_bands")
     @classmethod
-    def _known_candidate(cls, value: str) -> str:
-        if value not in CANDIDATE_CHOICES:
-            raise ValueError(f"must be one of {', '.join(CANDIDATE_CHOICES)}, got {value!r}")
+    def _readable_bands(cls, value: str) -> str:
+        parse_bands(value)  # its ValueError names the band
         return value
 
-    @field_validator("quantization")
+    @field_validator("fairness_slices")
     @classmethod
-    def _known_quantization(cls, value: str) -> str:
-        if value not in METHODS:
-            raise ValueError(f"must be one of {', '.join(METHODS)}, got {value!r}")
+    def _readable_slices(cls, value: str) -> str:
+        parse_slices(value)
         return value
+
+    def risk(self) -> RiskOptions:
+        """The score scaling, bands, slices and reason texts of the run (the reason-codes file read on the worker
+        that trains: a missing file fails that task, naming it)."""
+        reason_codes = self.reason_codes or str(DEFAULT_REASON_CODES)
+        fields = (self.score_base, self.score_base_odds, self.score_pdo, self.score_bands, self.fairness_slices)
+        return RiskArguments(self.calibration, *fields, reason_codes).options()
 
     @field_validator("hidden_layers")
     @classmethod
@@ -212,7 +228,14 @@ def train_model(prepare_run_id: str, params: RetrainParams, task: TaskRun, setti
     from steps.train import train
 
     def work(tagged: PipelineSettings) -> str:
-        return train(prepare_run_id, params.mlp_params(), cv_folds=params.cv_folds, settings=tagged).run_id
+        return train(
+            prepare_run_id,
+            params.mlp_params(),
+            cv_folds=params.cv_folds,
+            settings=tagged,
+            calibration_method=params.calibration,
+            risk=params.risk(),
+        ).run_id
 
     return run_once("train", task, settings, work)
 

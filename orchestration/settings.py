@@ -52,6 +52,17 @@ class OrchestrationSettings(RegisteredModelSettings):
         return connection_uri(connection, self.mlflow_conn_id)
 
 
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A Param validator: the value must be one of `choices` (named in the error)."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
 class DagParams(BaseModel):
     """A DAG's Params, checked once when a task reads them: a bad value is an OrchestrationError naming its Param."""
 

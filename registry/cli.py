@@ -1,4 +1,4 @@
-"""`python -m registry status|stage|promote|rollback|history`: the registry for people, one clear line on errors.
+"""`python -m registry status|stage|promote|rollback|history|card`: the registry for people, one clear line on errors.
 
 The output of each command is its table or message and nothing else.
 """
@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -16,10 +17,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry import audit
+from registry.card import HTML_FILE, MARKDOWN_FILE, card_location, download_card, write_card
 from registry.errors import RegistryError, first_line
 from registry.gate import GateRefusedError
 from registry.promotion import promote, rollback, stage
-from registry.resolve import require_model
+from registry.resolve import get_version, require_model
 from registry.server import check_tracking_server
 from registry.settings import RegistrySettings
 from scoring.contract import LATENCY_P99_TAG, PARITY_TAG, PRECISION_TAG, TEST_ROC_AUC_TAG
@@ -140,6 +142,35 @@ def history(settings: RegistrySettings, limit: int) -> None:
             for r in records
         ]  # fmt: skip
         return _table(rows)
+
+    click.echo("\n".join(run_command(settings, work)))
+
+
+@cli.command(name="card", help="Where the model card of a version is (Markdown and HTML); --refresh rewrites it first.")
+@click.option("--version", required=True, help="Version number.")
+@click.option("--refresh", is_flag=True, help="Rebuild the card from what is recorded now (e.g. a new gate verdict).")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also download both files into this folder.",
+)
+@click.pass_obj
+def card_command(settings: RegistrySettings, version: str, refresh: bool, output: Path | None) -> None:
+    def work() -> list[str]:
+        client = MlflowClient(settings.tracking_uri)
+        details = get_version(client, settings.model_name, version)
+        location = card_location(details.tags)
+        if refresh or location is None:
+            written = write_card(client, settings, details.version)
+            markdown_uri, html_uri = written.markdown_uri, written.html_uri
+        else:
+            markdown_uri, html_uri = location, location.removesuffix(MARKDOWN_FILE) + HTML_FILE
+        lines = [f"{settings.model_name} version {details.version} model card:", f"  markdown {markdown_uri}",
+                 f"  html     {html_uri}"]  # fmt: skip
+        if output is not None:
+            lines += [f"  saved    {path}" for path in download_card(client, markdown_uri, output)]
+        return lines
 
     click.echo("\n".join(run_command(settings, work)))
 

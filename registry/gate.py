@@ -2,13 +2,15 @@
 
 Checks (thresholds in `RegistrySettings`): `auc_floor` (always), `auc_vs_incumbent` (with an incumbent), `parity`
 (fp32: |Δp| vs sklearn; INT8: |Δp| vs its fp32 source), `int8_agreement` (INT8 only), `latency` (single-row p99 from
-the benchmark), `schema` (the same inputs as the incumbent: names, kinds, order).
+the benchmark), `schema` (the same inputs as the incumbent: names, kinds, order); when configured, `ece` (expected
+calibration error on the evaluation data) and one `<metric>_gap[<slice>]` per fairness slice (`max_*_gap`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,10 +23,20 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from registry.errors import RegistryError
+from registry.fairness import fairness_report
 from registry.lineage import read_split
 from registry.resolve import ResolvedModel
 from registry.settings import RegistrySettings
-from scoring.contract import DECISION_AGREEMENT_TAG, LATENCY_P99_TAG, PARITY_TAG, PREPARE_RUN_ID, split_artifact
+from registry.slices import DEFAULT_SLICES, GAP_METRICS, parse_slices
+from scoring.calibration import ECE_BINS, expected_calibration_error
+from scoring.contract import (
+    DECISION_AGREEMENT_TAG,
+    FAIRNESS_SLICES_TAG,
+    LATENCY_P99_TAG,
+    PARITY_TAG,
+    PREPARE_RUN_ID,
+    split_artifact,
+)
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 
 logger = logging.getLogger(__name__)
@@ -145,15 +157,67 @@ def evaluation_columns(candidate: ResolvedModel, incumbent: ResolvedModel | None
     return {column for model in models for column in [*model.feature_schema.features, model.feature_schema.target]}
 
 
-def score_auc(model: ResolvedModel, data: EvaluationData) -> float:
+def score(model: ResolvedModel, data: EvaluationData) -> np.ndarray:
+    """The version's probabilities of default for the evaluation rows."""
     schema = model.feature_schema
     missing = [name for name in [*schema.features, schema.target] if name not in data.frame.columns]
     if missing:
         raise RegistryError(
             f"version {model.version} needs column(s) {', '.join(missing)} absent from the evaluation data"
         )
-    probabilities = predict_default_probability(inference_session(model.onnx_path), onnx_inputs(data.frame, schema))
-    return float(roc_auc_score(data.frame[schema.target].to_numpy(dtype=np.int64), probabilities))
+    return predict_default_probability(inference_session(model.onnx_path), onnx_inputs(data.frame, schema))
+
+
+def outcomes(model: ResolvedModel, data: EvaluationData) -> np.ndarray:
+    outcome: np.ndarray = data.frame[model.feature_schema.target].to_numpy(dtype=np.int64)
+    return outcome
+
+
+def score_auc(model: ResolvedModel, data: EvaluationData) -> float:
+    return float(roc_auc_score(outcomes(model, data), score(model, data)))
+
+
+def calibration_checks(
+    candidate: ResolvedModel, probabilities: np.ndarray, data: EvaluationData, settings: RegistrySettings
+) -> list[Check]:
+    """`ece` and the fairness gaps the settings bound (none when none is set)."""
+    y = outcomes(candidate, data)
+    checks = []
+    if settings.max_ece is not None:
+        ece = expected_calibration_error(y, probabilities)
+        checks.append(
+            Check(
+                "ece", ece <= settings.max_ece, f"{ece:.4f}", f"<= {settings.max_ece:g}", f"{ECE_BINS} equal-mass bins"
+            )
+        )
+    bounded = {metric: getattr(settings, name) for metric, name in GAP_METRICS.items()}
+    bounded = {metric: limit for metric, limit in bounded.items() if limit is not None}
+    if not bounded:
+        return checks
+    if candidate.decision_threshold is None:
+        return [*checks, Check("fairness", False, "n/a", "a decision threshold", "the version records no threshold")]
+    slices = settings.fairness_slices or candidate.tags.get(FAIRNESS_SLICES_TAG) or DEFAULT_SLICES
+    try:
+        specs = parse_slices(slices)
+    except ValueError as error:  # a hand-edited version tag (the setting is checked when it is read)
+        raise RegistryError(f"version {candidate.version}'s {FAIRNESS_SLICES_TAG} tag: {error}") from None
+    report = fairness_report(
+        data.frame, y, probabilities, candidate.decision_threshold, specs, settings.fairness_min_group_rows
+    )
+    for metric, limit in bounded.items():
+        for result in report.slices:
+            gap = result.gaps[metric]
+            name = f"{metric}_gap[{result.column}]"
+            if math.isnan(gap):  # fewer than two groups big enough to compare
+                checks.append(Check(name, True, "n/a", f"<= {limit:g}", "fewer than two groups large enough"))
+                continue
+            low, high = result.extremes[metric]
+            values = result.table[metric]
+            detail = f"{result.column}: {low} {values[low]:.3f} vs {high} {values[high]:.3f}"
+            checks.append(Check(name, gap <= limit, f"{gap:.4f}", f"<= {limit:g}", detail))
+        for skipped, why in report.skipped.items():
+            checks.append(Check(f"{metric}_gap[{skipped}]", True, "n/a", f"<= {limit:g}", f"skipped: {why}"))
+    return checks
 
 
 def _recorded(model: ResolvedModel, tag: str) -> float | None:
@@ -231,7 +295,8 @@ def evaluate(
     data: EvaluationData,
     settings: RegistrySettings,
 ) -> GateReport:
-    candidate_auc = score_auc(candidate, data)
+    probabilities = score(candidate, data)
+    candidate_auc = float(roc_auc_score(outcomes(candidate, data), probabilities))
     checks = [
         Check(
             "auc_floor",
@@ -244,6 +309,7 @@ def evaluate(
     if incumbent is not None:
         checks.append(incumbent_check(candidate, candidate_auc, incumbent, data, settings))
     checks += quality_checks(candidate, settings)
+    checks += calibration_checks(candidate, probabilities, data, settings)
     if incumbent is not None:
         checks.append(schema_check(candidate, incumbent))
     report = GateReport(

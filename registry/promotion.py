@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from mlflow.tracking import MlflowClient
 
 from registry import audit, gate
+from registry.card import refresh_card
 from registry.errors import RegistryError
 from registry.resolve import ResolvedModel, get_version, load_version, require_model, version_for_alias
 from registry.settings import RegistrySettings
@@ -143,7 +144,7 @@ def record_refusal(
 ) -> str:
     """Record in the audit trail that promoting the evaluated version was refused (by the gate or by a person)."""
     client = MlflowClient(settings.tracking_uri)
-    return audit.start(
+    run_id = audit.start(
         client,
         settings,
         "promote",
@@ -155,6 +156,8 @@ def record_refusal(
         report,
         outcome="refused",
     )
+    refresh_card(client, settings, evaluation.version)  # the card lists the gate's verdicts
+    return run_id
 
 
 def _version_to_promote(client: MlflowClient, name: str, version: str | None) -> str:
@@ -218,6 +221,7 @@ def promote(
         raise
     audit.finish(client, audit_run_id, "moved")
     _tag_move(client, settings, version, previous, actor, audit_run_id, report.verdict)
+    refresh_card(client, settings, version)
     how = "forced past the gate" if report.forced else "gate passed"
     message = f"{name} version {version} is now in production ({how}; previous: {previous or 'none'})"
     logger.info(message)

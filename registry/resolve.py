@@ -20,7 +20,17 @@ from mlflow.tracking import MlflowClient
 from registry.errors import RegistryError, first_line, is_not_found
 from registry.server import displayed
 from registry.settings import RegistrySettings
-from scoring.contract import DECISION_THRESHOLD_METADATA, FEATURE_SCHEMA_METADATA, ONNX_FILE, PRECISION_TAG
+from scoring.contract import (
+    CALIBRATION_METADATA,
+    DECISION_THRESHOLD_METADATA,
+    EXPLANATION_METADATA,
+    FEATURE_SCHEMA_METADATA,
+    ONNX_FILE,
+    PRECISION_TAG,
+    SCORE_SCALING_METADATA,
+)
+from scoring.points import ScoreScaling
+from scoring.reasons import ExplanationSpec
 from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -40,6 +50,10 @@ class ResolvedModel:
     feature_schema: FeatureSchema
     input_signature: tuple[tuple[str, str], ...]  # ONNX graph inputs in order: (name, element type)
     decision_threshold: float | None
+    # Versions registered before score scaling and reason codes existed: the default scale, no explanations.
+    score_scaling: ScoreScaling = ScoreScaling()
+    explanation: ExplanationSpec | None = None
+    calibration: dict[str, Any] | None = None
 
     @property
     def precision(self) -> str:
@@ -80,7 +94,7 @@ def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersi
 
 def _cached_download(client: MlflowClient, name: str, version: str, cache_dir: Path) -> Path:
     """Folder with the version's MLmodel and model.onnx, downloaded once; a half download is never visible."""
-    target = cache_dir / name / version
+    target = cache_dir / name / str(version)
     if (target / ONNX_FILE).is_file() and (target / "MLmodel").is_file():
         return target
     try:
@@ -147,6 +161,15 @@ def load_version(client: MlflowClient, name: str, version: str, settings: Regist
         schema = FeatureSchema.from_metadata(metadata)
     except (TypeError, ValueError) as error:
         raise RegistryError(f"{name} version {version} has unreadable feature_schema metadata: {error}") from error
+    try:
+        scaling = (
+            ScoreScaling.from_dict(metadata[SCORE_SCALING_METADATA]) if SCORE_SCALING_METADATA in metadata else None
+        )
+        explanation = (
+            ExplanationSpec.from_dict(metadata[EXPLANATION_METADATA]) if EXPLANATION_METADATA in metadata else None
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise RegistryError(f"{name} version {version} has unreadable score or reason metadata: {error}") from error
     signature = onnx_input_signature(folder / ONNX_FILE)
     expected = tuple((name, INPUT_TYPES[schema.kind(name)]) for name in schema.features)
     if signature != expected:
@@ -156,13 +179,16 @@ def load_version(client: MlflowClient, name: str, version: str, settings: Regist
         )
     return ResolvedModel(
         name=name,
-        version=details.version,
+        version=str(details.version),
         aliases=tuple(details.aliases),
         tags=dict(details.tags),
         onnx_path=folder / ONNX_FILE,
         feature_schema=schema,
         input_signature=signature,
         decision_threshold=float(threshold) if threshold is not None else None,
+        score_scaling=scaling or ScoreScaling(),
+        explanation=explanation,
+        calibration=metadata.get(CALIBRATION_METADATA),
     )
 
 

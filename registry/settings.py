@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from registry.slices import MIN_GROUP_ROWS, parse_slices
 
 RETIRED_VARIABLES = {
     "SERVING_MODEL_NAME": "CREDIT_REGISTERED_MODEL_NAME",
@@ -59,5 +61,23 @@ class RegistrySettings(RegisteredModelSettings):
     max_int8_parity: float = Field(default=0.2, gt=0)
     min_int8_agreement: float = Field(default=0.98, ge=0, le=1)
     latency_budget_ms: float = Field(default=5.0, gt=0)
+    # Optional checks (off when unset): the expected calibration error on the evaluation data, and the largest gap
+    # between groups of a fairness slice (registry/fairness.py; groups of at least fairness_min_group_rows rows).
+    max_ece: float | None = Field(default=None, gt=0)
+    max_approval_rate_gap: float | None = Field(default=None, ge=0)
+    max_auc_gap: float | None = Field(default=None, ge=0)
+    max_default_rate_approved_gap: float | None = Field(default=None, ge=0)
+    max_calibration_bias_gap: float | None = Field(default=None, ge=0)
+    fairness_min_group_rows: int = Field(default=MIN_GROUP_ROWS, ge=1)
+    # Slices the gate checks; unset: the ones the candidate's train run used (its `fairness_slices` tag).
+    fairness_slices: str | None = None
+
+    @field_validator("fairness_slices")
+    @classmethod
+    def _readable_slices(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_slices(value)  # its ValueError names the slice; pydantic names the variable
+        return value
+
     # Also move the deprecated stages (Production/Staging, archiving the previous) for tooling that still reads them.
     mirror_stages: bool = False

@@ -55,12 +55,18 @@ DECISION_AGREEMENT_TAG = "decision_agreement"
 DECISION_THRESHOLD_TAG = "decision_threshold"
 LATENCY_P99_TAG = "latency_p99_ms_single_row"
 GIT_COMMIT_TAG = "git_commit"
+FAIRNESS_SLICES_TAG = "fairness_slices"  # the slicing columns of the train run (registry/fairness.py's syntax)
+TEST_ECE_TAG = "test_ece"  # expected calibration error on the test split (calibrated probabilities)
+MODEL_CARD_TAG = "model_card"  # where the version's model card is (an artifact URI of its source run)
 
 # --- Files of a registered ONNX model, and the keys of its MLflow metadata (what a server needs besides the graph).
 ONNX_FILE = "model.onnx"
 FEATURE_SCHEMA_METADATA = "feature_schema"  # FeatureSchema as a mapping
 DECISION_THRESHOLD_METADATA = "decision_threshold"
 PRECISION_METADATA = "precision"
+CALIBRATION_METADATA = "calibration"  # scoring.calibration.Calibration.to_dict(): already applied inside the graph
+SCORE_SCALING_METADATA = "score_scaling"  # scoring.points.ScoreScaling.to_dict()
+EXPLANATION_METADATA = "explanation"  # scoring.reasons.ExplanationSpec.to_dict()
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:

@@ -24,6 +24,8 @@ from registry.session import open_session
 from registry.settings import RegistrySettings
 from registry.versions import ALIASES, PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import predict_default_probability
+from scoring.points import ScoreScaling
+from scoring.reasons import DEFAULT_REASON_COUNT, Explainer
 from scoring.schema import FeatureSchema
 from serving.validation import RowParser
 
@@ -41,6 +43,9 @@ class LoadedModel:
     decision_threshold: float | None
     loaded_at: str
     warmup_ms: float
+    scaling: ScoreScaling = ScoreScaling()
+    explainer: Explainer | None = None  # None: a version registered without an explanation reference
+    reason_count: int = DEFAULT_REASON_COUNT  # reasons per row at most (SERVING_REASON_COUNT)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return predict_default_probability(self.session, inputs)
@@ -58,6 +63,8 @@ class LoadedModel:
             "loaded_at": self.loaded_at,
             "warmup_ms": round(self.warmup_ms, 3),
             "decision_threshold": self.decision_threshold,
+            "score_scaling": self.scaling.to_dict(),
+            "explanations": self.explainer is not None,
             "feature_schema": {
                 "features": self.schema.features,
                 "numeric": self.schema.numeric,
@@ -105,8 +112,8 @@ class RefreshReport:
 
 
 class ModelStore:
-    def __init__(self, registry_settings: RegistrySettings):
-        self.registry_settings = registry_settings
+    def __init__(self, registry_settings: RegistrySettings, reason_count: int = DEFAULT_REASON_COUNT):
+        self.registry_settings, self.reason_count = registry_settings, reason_count
         self._served = ServedModels()
         self._refresh_lock = threading.Lock()
         # Called after every refresh (poller, /admin/reload or start-up) with its report and the models now served.
@@ -190,6 +197,11 @@ class ModelStore:
             decision_threshold=resolved.decision_threshold,
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             warmup_ms=warmup_ms,
+            scaling=resolved.score_scaling,
+            explainer=None
+            if resolved.explanation is None
+            else Explainer(session, resolved.feature_schema, resolved.explanation),
+            reason_count=self.reason_count,
         )
 
     def start_polling(self, interval_s: float) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter
 
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
+from scoring.reasons import Explainer, Reason
 from serving.cache import PredictionCache
 from serving.errors import ApiError
 from serving.metrics import BulkObserver, GatewayMetrics
@@ -39,6 +41,52 @@ class Scored:
     models: dict[str, LoadedModel]  # variant -> model that served it
     cache_hits: int = 0
     staging_routable: bool = False  # whether rows could have gone to B (a staging model taking production's inputs)
+    scores: list[int] = field(default_factory=list)  # score points, each row on its model's scale
+    bands: list[str] | None = None  # decision band names, when the models define bands
+    reasons: list[list[dict[str, object]]] | None = None  # with `explain`: per row, the reasons risk went up
+
+
+def _explainer(model: LoadedModel) -> Explainer:
+    """The model's explainer; checked before scoring, so that a refused explanation scores and logs nothing."""
+    if model.explainer is None:
+        raise ApiError(
+            409,
+            "explanation_unavailable",
+            f"{model.name} version {model.version} carries no explanation reference (registered before reason codes "
+            "existed): register a new version to explain its scores",
+        )
+    return model.explainer
+
+
+def _reasons(group: ScoredGroup) -> list[list[Reason]]:
+    return _explainer(group.model).explain(group.parsed.inputs, group.model.reason_count)
+
+
+def _annotate(
+    scored: Scored, probabilities: np.ndarray, groups: Sequence[tuple[Sequence[int], ScoredGroup]], explain: bool
+) -> Scored:
+    """Score points, bands and (with `explain`) reason codes of every row, by the model that scored it; `groups`
+    pairs each model's rows (request row numbers) with what it scored, `probabilities` holds every row's."""
+    scalings = {group.model.scaling for _, group in groups}
+    if len(scalings) == 1:  # one scale for every row (both A/B versions on the same one, too): no scattering
+        scaling = scalings.pop()
+        points = scaling.points(probabilities)
+        bands = scaling.band_names(points)
+    else:
+        points, bands = np.empty(len(probabilities)), [""] * len(probabilities)
+        for index, group in groups:
+            group_points = group.model.scaling.points(group.probabilities)
+            points[index] = group_points
+            for position, band in zip(index, group.model.scaling.band_names(group_points), strict=False):
+                bands[position] = band
+    scored.scores, scored.bands = points.astype(np.int64).tolist(), bands if any(bands) else None
+    if explain:
+        reasons: list[list[dict[str, object]]] = [[] for _ in range(len(probabilities))]
+        for index, group in groups:
+            for position, row in zip(index, _reasons(group), strict=True):
+                reasons[position] = [reason.as_dict() for reason in row]
+        scored.reasons = reasons
+    return scored
 
 
 def _invalid_rows(
@@ -68,9 +116,10 @@ class PredictionService:
         prediction_log: PredictionLog,
         metrics: GatewayMetrics,
         max_batch_rows: int,
+        max_explain_rows: int,
     ):
         self.store, self.router, self.cache, self.log = store, router, cache, prediction_log
-        self.metrics, self.max_batch_rows = metrics, max_batch_rows
+        self.metrics, self.max_batch_rows, self.max_explain_rows = metrics, max_batch_rows, max_explain_rows
         self._children: dict[tuple[str, str], tuple[Counter, BulkObserver]] = {}
         # Made now, not at the first request: an observer refuses a prometheus_client it does not know at start-up.
         self._probability = {v: BulkObserver(metrics.probability.labels(variant=v)) for v in (VARIANT_A, VARIANT_B)}
@@ -109,13 +158,21 @@ class PredictionService:
             )
         return staging
 
-    def _check_batch(self, rows: Any) -> None:
+    def _check_batch(self, rows: Any, explain: bool) -> None:
         try:
             require_rows(rows)
         except RowsInvalidError as error:
             raise _invalid_rows(error, [], "the batch must be a non-empty list of rows") from None
         if len(rows) > self.max_batch_rows:
             raise ApiError(413, "batch_too_large", f"{len(rows)} rows; at most {self.max_batch_rows} per request")
+        if explain and len(rows) > self.max_explain_rows:
+            raise ApiError(
+                413,
+                "explain_batch_too_large",
+                f"{len(rows)} rows; at most {self.max_explain_rows} rows per request with explanations "
+                "(SERVING_MAX_EXPLAIN_ROWS)",
+                [{"row": None, "field": "explain", "message": f"limit is {self.max_explain_rows} rows"}],
+            )
 
     def _score(self, model: LoadedModel, parsed: ParsedBatch, use_cache: bool) -> tuple[np.ndarray, int]:
         if not use_cache:
@@ -135,19 +192,35 @@ class PredictionService:
             self._cache_misses.inc(len(missing))
         return probabilities, hits
 
-    def predict(self, rows: list[Any], applicant_id: str | int | None, request_id: str, use_cache: bool) -> Scored:
-        self._check_batch(rows)
+    def predict(
+        self,
+        rows: list[Any],
+        applicant_id: str | int | None,
+        request_id: str,
+        use_cache: bool,
+        explain: bool = False,
+    ) -> Scored:
+        self._check_batch(rows, explain)
         model = self._production(self.store.served())
+        if explain:
+            _explainer(model)
         parsed = _parse(rows, model, applicant_id, list(range(len(rows))))
         probabilities, hits = self._score(model, parsed, use_cache)
         listed = probabilities.tolist()
-        self._record(request_id, [ScoredGroup(VARIANT_A, model, parsed, probabilities, listed)])
-        return Scored(listed, [VARIANT_A] * len(rows), {VARIANT_A: model}, hits)
+        group = ScoredGroup(VARIANT_A, model, parsed, probabilities, listed)
+        self._record(request_id, [group])
+        scored = Scored(listed, [VARIANT_A] * len(rows), {VARIANT_A: model}, hits)
+        return _annotate(scored, probabilities, [(range(len(rows)), group)], explain)
 
     def predict_ab(
-        self, rows: list[Any], applicant_id: str | int | None, forced: str | None, request_id: str
+        self,
+        rows: list[Any],
+        applicant_id: str | int | None,
+        forced: str | None,
+        request_id: str,
+        explain: bool = False,
     ) -> Scored:
-        self._check_batch(rows)
+        self._check_batch(rows, explain)
         served = self.store.served()
         production, staging = self._production(served), self._staging(served, forced)
         if forced is not None:
@@ -156,20 +229,24 @@ class PredictionService:
             ids = [row.get("applicant_id", applicant_id) if isinstance(row, dict) else applicant_id for row in rows]
             variants = self.router.assign([None if i is None else str(i) for i in ids], staging is not None)
         models = {VARIANT_A: production} | ({VARIANT_B: staging} if staging is not None else {})
+        if explain:
+            for variant in set(variants):
+                _explainer(models[variant])
         groups = []
         for variant, model, index, parsed in self._parse_by_variant(rows, applicant_id, variants, models):
             scored = model.predict(parsed.inputs)
             groups.append((index, ScoredGroup(variant, model, parsed, scored, scored.tolist())))
         self._record(request_id, [group for _, group in groups])
         if len(groups) == 1:  # the usual case (and every single row): no merging
-            probabilities = groups[0][1].listed
+            merged, probabilities = groups[0][1].probabilities, groups[0][1].listed
         else:
             merged = np.empty(len(rows), dtype=np.float64)
             for index, group in groups:
                 merged[index] = group.probabilities
             probabilities = merged.tolist()
         models_used = {group.variant: group.model for _, group in groups}
-        return Scored(probabilities, variants, models_used, staging_routable=staging is not None)
+        result = Scored(probabilities, variants, models_used, staging_routable=staging is not None)
+        return _annotate(result, merged, groups, explain)
 
     @staticmethod
     def _parse_by_variant(

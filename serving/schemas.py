@@ -35,6 +35,10 @@ class PredictRequest(BaseModel):
         min_length=1, description="Rows to score (at most the configured batch limit)."
     )
     applicant_id: ApplicantId | None = Field(default=None, description="Applies to rows without their own id.")
+    explain: bool = Field(
+        default=False,
+        description="Also return each row's reason codes (at most SERVING_MAX_EXPLAIN_ROWS rows per request).",
+    )
 
 
 class ABPredictRequest(PredictRequest):
@@ -48,9 +52,25 @@ class ModelRef(BaseModel):
 
 
 PREDICTIONS = "Probability of default per row, in request order."
+SCORES = "Score points per row (the model's points-to-double-odds scale: higher is safer)."
+BANDS = "Decision band per row, when a model that scored the batch defines bands (empty for rows of one without)."
+REASONS = "With explain: per row, the features that raised its risk most, largest impact first."
 
 
-class PredictResponse(BaseModel):
+class Reason(BaseModel):
+    feature: str
+    code: str = Field(description="The adverse-action reason code the lender gave this feature.")
+    text: str = Field(description="The reason in words an applicant reads.")
+    impact: float = Field(description="Log-odds of default this value added against a typical applicant's.")
+
+
+class RiskFields(BaseModel):
+    scores: list[int] = Field(description=SCORES)
+    bands: list[str] | None = Field(default=None, description=BANDS)
+    reasons: list[list[Reason]] | None = Field(default=None, description=REASONS)
+
+
+class PredictResponse(RiskFields):
     request_id: str
     model: ModelRef
     predictions: list[float] = Field(description=PREDICTIONS)
@@ -61,7 +81,7 @@ class CachedPredictResponse(PredictResponse):
     cache_hits: int
 
 
-class ABPredictResponse(BaseModel):
+class ABPredictResponse(RiskFields):
     request_id: str
     variant: Literal["A", "B", "mixed"]
     staging_available: bool = Field(description="Whether rows could go to B (a staging model taking the same inputs).")

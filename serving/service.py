@@ -34,7 +34,7 @@ def registry_settings(settings: ServingSettings) -> RegistrySettings:
 
 
 def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: ModelStore | None = None) -> Gateway:
-    store = store or ModelStore(registry_settings(settings))
+    store = store or ModelStore(registry_settings(settings), settings.reason_count)
     store.listeners.append(metrics.record_refresh)
 
     def guarded_redis(timeout_s: float) -> RedisGateway:
@@ -60,6 +60,7 @@ def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: Mod
         ),
         metrics,
         settings.max_batch_rows,
+        settings.max_explain_rows,
     )
     return Gateway(settings, store, predictions)
 

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from registry.settings import RegisteredModelSettings
+from scoring.reasons import DEFAULT_REASON_COUNT
 
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token", "admin"}
 
@@ -26,6 +27,8 @@ class ServingSettings(RegisteredModelSettings):
     prediction_log_timeout_s: float = Field(default=1.0, gt=0)  # the writer is off the request path: it may wait
     staging_share: float = Field(default=0.10, ge=0, le=1)
     max_batch_rows: int = Field(default=1000, ge=1)
+    max_explain_rows: int = Field(default=100, ge=1)  # rows per request with explanations (each costs F+1 rows)
+    reason_count: int = Field(default=DEFAULT_REASON_COUNT, ge=1)  # reason codes per row at most
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     reload_interval_s: float = Field(default=30.0, ge=0)  # 0 = no background polling (reload via /admin/reload)
     admin_token: SecretStr = SecretStr("")

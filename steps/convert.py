@@ -1,4 +1,5 @@
-"""Step `convert`: the trained sklearn pipeline to ONNX, checked against sklearn, logged with `mlflow.onnx`.
+"""Step `convert`: the trained sklearn pipeline to ONNX with the train run's calibration appended, checked against
+sklearn + the same calibration, logged with `mlflow.onnx` (metadata: score scaling, reason-code reference and texts).
 
 Parity is checked on the test split and on rows generated from it with missing values and unseen categories; the
 step fails (and logs nothing as a model) when max |Δp| exceeds the tolerance.
@@ -19,6 +20,7 @@ from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from scoring.schema import MISSING_CATEGORY, FeatureSchema
 from steps.cli import run_id_file_option, run_step_cli
+from steps.credit_risk import risk_metadata
 from steps.errors import CheckFailedError, UserInputError
 from steps.onnx_model import log_onnx_model, operator_counts, to_onnx
 from steps.prepare import load_prepared
@@ -72,7 +74,8 @@ def convert(
         pipeline = mlflow.sklearn.load_model(train_run.data.tags[MODEL_URI_TAG])
         threshold = train_run.data.metrics["decision_threshold"]
 
-        onnx_model = to_onnx(pipeline, schema)
+        risk = risk_metadata(train_run_id, prepared.splits.train, schema)
+        onnx_model = risk.calibration.append_to_graph(to_onnx(pipeline, schema))
         session = inference_session(onnx_model)
         checks = {
             "test": prepared.splits.test[schema.features],
@@ -80,7 +83,7 @@ def convert(
         }
         differences = {}
         for name, frame in checks.items():
-            expected = pipeline.predict_proba(frame)[:, 1]
+            expected = risk.calibration.apply(pipeline.predict_proba(frame)[:, 1])
             actual = predict_default_probability(session, onnx_inputs(frame, schema))
             differences[name] = np.abs(expected - actual)
         every = np.concatenate(list(differences.values()))
@@ -99,7 +102,9 @@ def convert(
             raise CheckFailedError(
                 f"ONNX parity check failed: max |Δp| {max_abs_diff:.3g} exceeds tolerance {tolerance:g}"
             )
-        model_uri = log_onnx_model(onnx_model, "onnx_model", schema, prepared.splits.train.head(5), threshold, "fp32")
+        model_uri = log_onnx_model(
+            onnx_model, "onnx_model", schema, prepared.splits.train.head(5), threshold, "fp32", risk
+        )
         logger.info("ONNX parity max |Δp| %.2e over %d rows; model %s", max_abs_diff, len(every), model_uri)
         return ConvertResult(run_id=run.info.run_id, model_uri=model_uri, max_abs_diff=max_abs_diff)
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from steps.benchmark import benchmark, parse_batch_sizes
 from steps.cli import run_step_cli
 from steps.convert import convert
+from steps.credit_risk import RiskArguments, RiskOptions, check_calibration_choice, risk_cli_options
 from steps.errors import UserInputError
 from steps.model import MLPParams, parse_hidden_layers
 from steps.prepare import DEFAULT_DATA_PATH, parse_column_list, prepare
@@ -58,11 +59,14 @@ def main(
     drop_columns: list[str] | None = None,
     allow_schema_change: bool = False,
     settings: PipelineSettings | None = None,
+    calibration: str = "auto",
+    risk: RiskOptions | None = None,
 ) -> MainResult:
     settings = settings or PipelineSettings()
     params = params or MLPParams(seed=seed)
     if candidate not in CANDIDATE_CHOICES:
         raise UserInputError(f"parameter candidate must be one of {', '.join(CANDIDATE_CHOICES)}, got {candidate!r}")
+    check_calibration_choice(calibration)
     if quantization not in METHODS:
         raise UserInputError(f"parameter quantization must be one of {', '.join(METHODS)}, got {quantization!r}")
     with step_run("main", settings) as parent:
@@ -77,6 +81,7 @@ def main(
                 "candidate": candidate,
                 "registered_model": settings.model_name,
                 "allow_schema_change": allow_schema_change,
+                "calibration": calibration,
             }
         )
         # Also a tag: under `mlflow run` the param keeps what was typed (an empty string for "the default model").
@@ -92,7 +97,9 @@ def main(
         )
         if register:
             check_schema(prepared.schema, settings, allow_schema_change)
-        trained = train(prepared.run_id, params, cv_folds=cv_folds, settings=settings)
+        trained = train(
+            prepared.run_id, params, cv_folds=cv_folds, settings=settings, calibration_method=calibration, risk=risk
+        )
         converted = convert(trained.run_id, settings=settings)
         quantized = quantize(converted.run_id, quantization, settings=settings)
         bench = benchmark(quantized.run_id, batch_sizes, benchmark_repeats, settings=settings)
@@ -101,9 +108,11 @@ def main(
             "test_roc_auc": trained.test_metrics["roc_auc"],
             "test_gini": trained.test_metrics["gini"],
             "test_ks": trained.test_metrics["ks"],
+            "test_ece": run.data.metrics["test_ece"],
             "parity_max_abs_diff": converted.max_abs_diff,
             "int8_decision_agreement": quantized.metrics["decision_agreement"],
             "int8_test_roc_auc_delta": quantized.metrics["test_roc_auc_delta"],
+            "int8_reason_top3_agreement": quantized.metrics["reason_top3_agreement"],
             **{key: run.data.metrics[key] for key in ("cv_roc_auc_mean", "cv_roc_auc_std") if key in run.data.metrics},
         }
         if trained.baseline_run_id:
@@ -172,6 +181,7 @@ def main(
     show_default=True,
     help="Register even though the inputs differ from the registered model's production version.",
 )
+@risk_cli_options
 def cli(
     data_path: Path,
     target: str,
@@ -191,6 +201,7 @@ def cli(
     drop_columns: str,
     registered_model: str,
     allow_schema_change: bool,
+    risk_arguments: RiskArguments,
 ) -> None:
     def work(settings: PipelineSettings) -> MainResult:
         if registered_model:
@@ -215,6 +226,8 @@ def cli(
             parse_column_list(drop_columns),
             allow_schema_change,
             settings,
+            risk_arguments.calibration,
+            risk_arguments.options(),
         )
 
     result = run_step_cli("main", work)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -25,14 +25,20 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
+from scoring.calibration import Calibration
 from scoring.contract import (
+    CALIBRATION_METADATA,
     DECISION_THRESHOLD_METADATA,
+    EXPLANATION_METADATA,
     FEATURE_SCHEMA_METADATA,
     MODEL_URI_TAG,
     ONNX_FILE,
     PRECISION_METADATA,
+    SCORE_SCALING_METADATA,
 )
 from scoring.onnx_runtime import onnx_inputs
+from scoring.points import ScoreScaling
+from scoring.reasons import ExplanationSpec
 from scoring.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -126,13 +132,27 @@ def operator_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def model_metadata(schema: FeatureSchema, threshold: float, precision: str) -> dict[str, object]:
-    """What a server needs besides the graph: feature kinds and order, target meaning, decision threshold."""
+@dataclass(frozen=True)
+class RiskMetadata:
+    """What the version decides beyond the graph: its calibration (inside the graph already, recorded for the model
+    card), the score scaling and bands, and the reference and texts of its reason codes."""
+
+    calibration: Calibration
+    scaling: ScoreScaling
+    explanation: ExplanationSpec
+
+
+def model_metadata(schema: FeatureSchema, threshold: float, precision: str, risk: RiskMetadata) -> dict[str, object]:
+    """What a server needs besides the graph: feature kinds and order, target meaning, decision threshold, score
+    scaling and reason codes."""
     return {
         FEATURE_SCHEMA_METADATA: asdict(schema),
         DECISION_THRESHOLD_METADATA: threshold,
         PRECISION_METADATA: precision,
         "probability_output": "probabilities[:, 1]",
+        CALIBRATION_METADATA: risk.calibration.to_dict(),
+        SCORE_SCALING_METADATA: risk.scaling.to_dict(),
+        EXPLANATION_METADATA: risk.explanation.to_dict(),
     }
 
 
@@ -151,6 +171,7 @@ def log_onnx_model(
     example_rows: pd.DataFrame,
     threshold: float,
     precision: str,
+    risk: RiskMetadata,
 ) -> str:
     """Log an ONNX graph as one file with a tensor signature, input example and serving metadata; return its URI."""
     example = tensor_example(schema, example_rows)
@@ -163,7 +184,7 @@ def log_onnx_model(
         save_as_external_data=False,
         onnx_execution_providers=["CPUExecutionProvider"],
         pip_requirements=ONNX_MODEL_REQUIREMENTS,
-        metadata=model_metadata(schema, threshold, precision),
+        metadata=model_metadata(schema, threshold, precision, risk),
     )
     mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
     return model_info.model_uri

@@ -13,6 +13,8 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
+from scoring.calibration import ECE_BINS, equal_mass_bins
+
 
 def roc_figure(y_true: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
     figure, axes = plt.subplots(figsize=(5.5, 5))
@@ -124,3 +126,38 @@ def missing_values_figure(profile: pd.DataFrame, positive_rates: dict[str, float
 
 def close(figure: Figure) -> None:
     plt.close(figure)
+
+
+def reliability_figure(
+    y_true: np.ndarray, curves: dict[str, np.ndarray], eces: dict[str, str], bins: int = ECE_BINS
+) -> Figure:
+    """Observed default rate against mean predicted probability in equal-mass bins, before and after calibration,
+    with each curve's ECE (and interval) in its label and the rows' predicted probabilities underneath."""
+    figure, (axes, counts) = plt.subplots(2, 1, figsize=(5.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for name, probabilities in curves.items():
+        groups = equal_mass_bins(probabilities, bins)
+        predicted = [float(probabilities[g].mean()) for g in groups]
+        observed = [float(y_true[g].mean()) for g in groups]
+        axes.plot(predicted, observed, marker="o", label=f"{name} (ECE {eces[name]})")
+        counts.hist(probabilities, bins=40, range=(0, 1), histtype="step", label=name)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+    axes.set(ylabel="Observed default rate", title=f"Reliability diagram (test, {bins} equal-mass bins)")
+    axes.legend(loc="upper left", fontsize=8)
+    counts.set(xlabel="Predicted probability of default", ylabel="Rows")
+    figure.tight_layout()
+    return figure
+
+
+def fairness_figure(slices: list[tuple[str, pd.DataFrame]], threshold: float) -> Figure:
+    """Per slicing column: approval rate and default rate among the approved by group (group sizes on the bars)."""
+    figure, axes_list = plt.subplots(1, max(len(slices), 1), figsize=(5.2 * max(len(slices), 1), 4.2), squeeze=False)
+    for axes, (name, table) in zip(axes_list[0], slices, strict=False):
+        positions = np.arange(len(table))
+        approval = axes.bar(positions - 0.2, table["approval_rate"], 0.4, label="approval rate")
+        axes.bar(positions + 0.2, table["default_rate_approved"].fillna(0), 0.4, label="default rate of approved")
+        axes.bar_label(approval, labels=[f"n={int(n)}" for n in table["rows"]], fontsize=7)
+        axes.set_xticks(positions, labels=[str(group) for group in table.index], rotation=30, ha="right")
+        axes.set(ylim=(0, 1.1), title=f"{name} (threshold {threshold:.3f})", ylabel="Share")
+        axes.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    return figure

@@ -1,7 +1,9 @@
 """Step `quantize`: INT8 version of the converted ONNX model, with honest accuracy and size numbers.
 
-Logs size before/after, max and mean |Δp| against fp32, test ROC AUC of both and its delta, and the share of test
-decisions (at the train step's threshold) on which INT8 agrees with fp32. Speed is measured by `benchmark`.
+Logs size before/after, max and mean |Δp| against fp32, test ROC AUC of both and its delta, the share of test
+decisions (at the train step's threshold) on which INT8 agrees with fp32, and how often both give a test row the same
+top-3 reason codes (as a set, and in order). The fp32 graph is the calibrated one: every figure is after calibration.
+Speed is measured by `benchmark`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import mlflow
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from scoring.calibration import expected_calibration_error
 from scoring.contract import MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import decisions, inference_session, onnx_inputs, predict_default_probability
+from scoring.reasons import Explainer, agreement
 from steps.cli import run_id_file_option, run_step_cli
+from steps.credit_risk import risk_metadata
 from steps.data import features_and_target
 from steps.errors import CheckFailedError, UserInputError
 from steps.onnx_model import load_onnx_model, log_onnx_model, operator_counts
@@ -29,6 +34,7 @@ from steps.tracking import lineage, log_params, step_run
 logger = logging.getLogger(__name__)
 
 METHODS = ("dynamic", "static")
+REASONS_COMPARED = 3
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,15 @@ def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSet
 
         x_test, y_test = features_and_target(prepared.splits.test, schema)
         inputs = onnx_inputs(x_test, schema)
-        p_fp32 = predict_default_probability(inference_session(fp32), inputs)
-        p_int8 = predict_default_probability(inference_session(int8), inputs)
+        sessions = {"fp32": inference_session(fp32), "int8": inference_session(int8)}
+        p_fp32 = predict_default_probability(sessions["fp32"], inputs)
+        p_int8 = predict_default_probability(sessions["int8"], inputs)
+        risk = risk_metadata(upstream[TRAIN_RUN_ID], prepared.splits.train, schema)
+        reasons = {
+            precision: Explainer(session, schema, risk.explanation).explain(inputs, REASONS_COMPARED)
+            for precision, session in sessions.items()
+        }
+        reasons_agree = agreement(reasons["fp32"], reasons["int8"])
         difference = np.abs(p_int8 - p_fp32)
         auc_fp32, auc_int8 = float(roc_auc_score(y_test, p_fp32)), float(roc_auc_score(y_test, p_int8))
         flipped = int(np.sum(decisions(p_fp32, threshold) != decisions(p_int8, threshold)))
@@ -72,10 +85,16 @@ def quantize(convert_run_id: str, method: str = "dynamic", settings: PipelineSet
             "test_roc_auc_delta": auc_int8 - auc_fp32,
             "decisions_flipped": float(flipped),
             "decision_agreement": 1.0 - flipped / len(y_test),
+            "test_ece_fp32": expected_calibration_error(y_test, p_fp32),
+            "test_ece_int8": expected_calibration_error(y_test, p_int8),
+            "reason_top3_agreement": reasons_agree["set"],
+            "reason_top3_order_agreement": reasons_agree["order"],
         }
         mlflow.log_metrics(metrics)
         mlflow.log_dict(operators, "onnx/operators_int8.json")
-        model_uri = log_onnx_model(int8, "onnx_model_int8", schema, prepared.splits.train.head(5), threshold, "int8")
+        model_uri = log_onnx_model(
+            int8, "onnx_model_int8", schema, prepared.splits.train.head(5), threshold, "int8", risk
+        )
         logger.info(
             "INT8 (%s): %d -> %d bytes, max |Δp| %.3f, AUC delta %+.4f, %d of %d decisions flipped",
             method,

@@ -15,6 +15,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from registry import audit
+from registry.card import refresh_card
 from registry.errors import RegistryError
 from registry.gate import GateRefusedError
 from registry.promotion import promote, require_production_schema, stage
@@ -101,6 +102,8 @@ def pipeline_output(client: MlflowClient, benchmark_run_id: str) -> PipelineOutp
         contract.DECISION_THRESHOLD_TAG: f"{trained.data.metrics['decision_threshold']:.6f}",
         contract.GIT_COMMIT_TAG: trained.data.tags.get(contract.GIT_COMMIT_TAG, "unknown"),
     }
+    if "fairness_slices" in trained.data.params:
+        common[contract.FAIRNESS_SLICES_TAG] = trained.data.params["fairness_slices"]
     q = quantized.data.metrics
     specs = {
         "fp32": VersionSpec(
@@ -111,6 +114,7 @@ def pipeline_output(client: MlflowClient, benchmark_run_id: str) -> PipelineOutp
                 contract.SOURCE_RUN_ID_TAG: converted.info.run_id,
                 contract.TEST_ROC_AUC_TAG: f"{trained.data.metrics['test_roc_auc']:.6f}",
                 contract.PARITY_TAG: f"{converted.data.metrics['parity_max_abs_diff']:.3g}",
+                **_ece_tag(trained.data.metrics.get("test_ece")),
                 contract.LATENCY_P99_TAG: f"{bench_metric('fp32', 'p99_ms'):.4f}",
             },
         ),
@@ -124,6 +128,7 @@ def pipeline_output(client: MlflowClient, benchmark_run_id: str) -> PipelineOutp
                 contract.TEST_ROC_AUC_TAG: f"{q['test_roc_auc_int8']:.6f}",
                 contract.PARITY_TAG: f"{q['max_abs_diff']:.3g}",
                 contract.DECISION_AGREEMENT_TAG: f"{q['decision_agreement']:.6f}",
+                **_ece_tag(q.get("test_ece_int8")),
                 contract.LATENCY_P99_TAG: f"{bench_metric('int8', 'p99_ms'):.4f}",
             },
         ),
@@ -134,6 +139,11 @@ def pipeline_output(client: MlflowClient, benchmark_run_id: str) -> PipelineOutp
         single_row_speedup=bench_metric("fp32", "p50_ms") / bench_metric("int8", "p50_ms"),
     )
     return PipelineOutput(benchmark_run_id, prepared.info.run_id, load_schema(prepared.info.run_id), specs, evidence)
+
+
+def _ece_tag(ece: float | None) -> dict[str, str]:
+    """The test ECE as a version tag (runs from before calibration have none)."""
+    return {} if ece is None else {contract.TEST_ECE_TAG: f"{ece:.6f}"}
 
 
 def _model_uri(run: Run) -> str:
@@ -193,6 +203,8 @@ def register_candidate(
     first_deployment = None
     if promote_first and version_for_alias(client, name, PRODUCTION_ALIAS) is None:
         first_deployment = _deploy_first(registry_settings, versions, chosen, actor, allow_schema_change)
+    for precision in missing:  # the new versions' model cards (with the first deployment's verdict, if any)
+        refresh_card(client, registry_settings, versions[precision])
     aliases = {v: list(client.get_model_version(name, v).aliases) for v in versions.values()}
     return RegistrationResult(name, versions, chosen, not missing, first_deployment, aliases)
 

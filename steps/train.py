@@ -1,8 +1,13 @@
-"""Step `train`: fit the MLP pipeline (and a logistic-regression baseline run), evaluate, log plots and the model.
+"""Step `train`: fit the MLP pipeline (and a logistic-regression baseline run), calibrate it, evaluate, log plots,
+fairness slices and the model.
 
-Logs per-epoch `train_loss` and `validation_roc_auc` (learning curves in the UI), test metrics with prefix `test_`,
-the decision threshold chosen on validation data (`decision_threshold`), optional k-fold CV, and the model under
-artifact name `model` (its URI in tag `model_uri`).
+Logs per-epoch `train_loss` and `validation_roc_auc` (learning curves in the UI); the calibration map fitted on the
+validation split (`steps.calibration`: method, cross-validated log loss of each, `calibration/calibration.json`);
+test metrics of the *calibrated* probabilities with prefix `test_`, the ECE before and after with bootstrap 95%
+intervals and the noise floor of this many rows; the decision threshold chosen on calibrated validation probabilities
+(`decision_threshold`); fairness slices of the test split (`fairness/`); optional k-fold CV; the score scaling and
+reason-code texts (`risk/config.json`) that convert and quantize carry into the ONNX metadata; and the uncalibrated
+sklearn model under artifact name `model` (its URI in tag `model_uri`; the ONNX graphs carry the calibration).
 """
 
 from __future__ import annotations
@@ -18,9 +23,19 @@ import pandas as pd
 from mlflow.models import infer_signature
 from tqdm import tqdm
 
+from registry.fairness import fairness_report, metric_safe
+from scoring.calibration import ECE_BINS, Calibration, bootstrap_ece, ece_noise_floor
 from scoring.contract import MODEL_URI_TAG, STEP_TAG
-from steps import evaluation, plots
+from steps import calibration, evaluation, plots
 from steps.cli import run_id_file_option, run_step_cli
+from steps.credit_risk import (
+    RiskArguments,
+    RiskOptions,
+    check_calibration_choice,
+    log_risk_config,
+    risk_cli_options,
+    risk_options,
+)
 from steps.data import features_and_target
 from steps.model import (
     MLPParams,
@@ -49,6 +64,10 @@ class TrainResult:
     threshold: float
     test_metrics: dict[str, float]
     baseline_run_id: str | None
+    calibration: Calibration
+
+
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def train(
@@ -57,12 +76,25 @@ def train(
     cv_folds: int = 5,
     baseline: bool = True,
     settings: PipelineSettings | None = None,
+    calibration_method: str = "auto",
+    risk: RiskOptions | None = None,
 ) -> TrainResult:
     settings = settings or PipelineSettings()
     params = params or MLPParams()
+    risk = risk or risk_options()
+    check_calibration_choice(calibration_method)
     with step_run("train", settings) as run:
         upstream = lineage(prepare_run_id, "prepare")
-        log_params({**params.as_params(), **upstream, "cv_folds": cv_folds})
+        log_params(
+            {
+                **params.as_params(),
+                **upstream,
+                "cv_folds": cv_folds,
+                "calibration": calibration_method,
+                "calibration_seed": params.seed,
+                **risk.as_params(),
+            }
+        )
         prepared = load_prepared(prepare_run_id)
         schema = prepared.schema
         x_train, y_train = features_and_target(prepared.splits.train, schema)
@@ -79,10 +111,16 @@ def train(
         log_metric_history(run.info.run_id, "train_loss", history.loss)
         log_metric_history(run.info.run_id, "validation_roc_auc", history.validation_auc)
 
-        validation_probabilities = model.predict_proba(x_validation)[:, 1]
+        raw_validation = model.predict_proba(x_validation)[:, 1]
+        calibrated = _calibrate(y_validation, raw_validation, calibration_method, params.seed)
+        validation_probabilities = calibrated.apply(raw_validation)
         threshold = evaluation.choose_threshold(y_validation, validation_probabilities)
-        test_probabilities = model.predict_proba(x_test)[:, 1]
+        raw_test = model.predict_proba(x_test)[:, 1]
+        test_probabilities = calibrated.apply(raw_test)
         test_metrics = evaluation.evaluation_metrics(y_test, test_probabilities, threshold)
+        _log_calibration(y_test, raw_test, test_probabilities, params.seed)
+        log_risk_config(risk, calibrated)
+        _log_fairness(prepared.splits.test, y_test, test_probabilities, threshold, risk)
         mlflow.log_metrics(
             {
                 **{f"test_{k}": v for k, v in test_metrics.items()},
@@ -95,7 +133,7 @@ def train(
         if cv_folds >= 2:
             _log_cross_validation(prepared, params, cv_folds)
 
-        curves = {"MLP": test_probabilities}
+        curves = {"MLP (calibrated)" if calibrated.method != "none" else "MLP": test_probabilities}
         baseline_run_id = None
         if baseline:
             baseline_run_id, curves["logistic baseline"] = _log_baseline(prepared)
@@ -123,7 +161,60 @@ def train(
             threshold=threshold,
             test_metrics=test_metrics,
             baseline_run_id=baseline_run_id,
+            calibration=calibrated,
         )
+
+
+def _calibrate(y_validation: np.ndarray, raw: np.ndarray, method: str, seed: int) -> Calibration:
+    """The calibration map ("auto": chosen by cross-validated log loss within the validation split)."""
+    if method == "auto":
+        choice = calibration.choose(y_validation, raw, seed)
+        mlflow.log_metrics({f"calibration_cv_log_loss_{m}": loss for m, loss in choice.cv_log_loss.items()})
+        chosen = choice.calibration
+    else:
+        chosen = calibration.fit(method, y_validation, raw)
+    mlflow.set_tag("calibration_method", chosen.method)
+    return chosen
+
+
+def _log_calibration(y_test: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, seed: int) -> None:
+    """ECE (equal-mass bins) with bootstrap 95% intervals on the test split, before and after, the noise floor of
+    this many rows, and the reliability diagram."""
+    before = bootstrap_ece(y_test, raw, seed, BOOTSTRAP_RESAMPLES, ECE_BINS)
+    after = bootstrap_ece(y_test, calibrated, seed, BOOTSTRAP_RESAMPLES, ECE_BINS)
+    mlflow.log_metrics(
+        {
+            "test_ece": after.estimate,
+            "test_ece_ci_low": after.low,
+            "test_ece_ci_high": after.high,
+            "test_ece_uncalibrated": before.estimate,
+            "test_ece_uncalibrated_ci_low": before.low,
+            "test_ece_uncalibrated_ci_high": before.high,
+            "test_ece_noise_floor": ece_noise_floor(calibrated, seed, bins=ECE_BINS),
+        }
+    )
+    eces = {
+        name: f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+        for name, interval in (("uncalibrated", before), ("calibrated", after))
+    }
+    figure = plots.reliability_figure(y_test, {"uncalibrated": raw, "calibrated": calibrated}, eces, ECE_BINS)
+    mlflow.log_figure(figure, "plots/reliability_diagram.png")
+    plots.close(figure)
+
+
+def _log_fairness(
+    test: pd.DataFrame, y_test: np.ndarray, probabilities: np.ndarray, threshold: float, risk: RiskOptions
+) -> None:
+    report = fairness_report(test, y_test, probabilities, threshold, risk.slice_specs)
+    mlflow.log_dict(report.to_dict(), "fairness/fairness.json")
+    mlflow.log_text(report.markdown(), "fairness/fairness.md")
+    mlflow.log_metrics(report.metrics())
+    for column, why in report.skipped.items():
+        mlflow.set_tag(f"fairness_skipped_{metric_safe(column)}", why)
+    if report.slices:
+        figure = plots.fairness_figure([(s.spec, s.table) for s in report.slices], threshold)
+        mlflow.log_figure(figure, "plots/fairness_slices.png")
+        plots.close(figure)
 
 
 def _log_cross_validation(prepared: PreparedData, params: MLPParams, folds: int) -> None:
@@ -192,6 +283,7 @@ def _log_plots(
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--cv-folds", type=int, default=5, show_default=True, help="k-fold CV on train+validation; 0 = off.")
 @click.option("--baseline", type=click.BOOL, default=True, show_default=True, help="Also log a logistic baseline run.")
+@risk_cli_options
 @run_id_file_option
 def cli(
     prepare_run_id: str,
@@ -204,6 +296,7 @@ def cli(
     seed: int,
     cv_folds: int,
     baseline: bool,
+    risk_arguments: RiskArguments,
     run_id_file: Path | None,
 ) -> None:
     def work(settings: PipelineSettings) -> TrainResult:
@@ -216,7 +309,9 @@ def cli(
             patience=patience,
             seed=seed,
         )
-        return train(prepare_run_id, params, cv_folds=cv_folds, baseline=baseline, settings=settings)
+        return train(
+            prepare_run_id, params, cv_folds, baseline, settings, risk_arguments.calibration, risk_arguments.options()
+        )
 
     result = run_step_cli("train", work, run_id_file)
     click.echo(

@@ -79,7 +79,8 @@ def test_retrain_is_weekly_or_on_drift_and_emits_the_staging_asset(dag_bag: Any)
         "data_path", "target", "positive_label", "registered_model", "experiment_name", "candidate", "quantization",
         "seed", "hidden_layers", "alpha", "learning_rate", "batch_size", "validation_fraction", "test_fraction",
         "min_rows", "max_seconds", "max_epochs", "patience", "cv_folds", "batch_sizes", "benchmark_repeats",
-        "categorical_columns", "drop_columns", "allow_schema_change",
+        "categorical_columns", "drop_columns", "allow_schema_change", "calibration", "score_base", "score_base_odds",
+        "score_pdo", "score_bands", "fairness_slices", "reason_codes",
     }  # fmt: skip
     assert dag.params["allow_schema_change"] is False and dag.params["max_epochs"] == 200
     # The DAG's defaults are RetrainParams' (written twice: the DAG file imports nothing of the project's packages).

@@ -16,6 +16,7 @@ from orchestration.events import announced_version, event_extras, model_of
 from orchestration.promotion import approver_of, chosen_option
 from orchestration.retrain import Registered, RetrainParams
 from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
+from steps.errors import UserInputError
 from steps.prepare import DEFAULT_DATA_PATH
 from tests.airflow.conftest import require_airflow
 
@@ -29,6 +30,23 @@ def test_a_bad_param_names_the_param() -> None:
     assert RetrainParams.of({"learning_rate": 0.01, "batch_size": 16}).mlp_params().learning_rate == 0.01
     assert "Param quantization: Value error, must be one of dynamic, static, got 'int4'" in message
     assert "Param max_epochs: Input should be greater than 0" in message
+
+
+def test_bad_risk_params_name_the_param_and_good_ones_reach_the_train_step(tmp_path: Path) -> None:
+    with pytest.raises(OrchestrationError) as error:
+        RetrainParams.of(
+            {"calibration": "beta", "score_bands": "A:x,B", "fairness_slices": "Age:40/30", "score_pdo": 0}
+        )
+    message = str(error.value)
+    assert "Param calibration: Value error, must be one of auto, none, sigmoid, isotonic, got 'beta'" in message
+    assert "Param score_bands: Value error, score band 'A:x': 'x' is not a number" in message
+    assert "Param fairness_slices: Value error, fairness slice 'Age:40/30': band edges must increase" in message
+    assert "Param score_pdo: Input should be greater than 0" in message
+    risk = RetrainParams.of({"score_base": 500, "score_bands": "A:520,B", "fairness_slices": "Job"}).risk()
+    assert risk.scaling.base_score == 500 and [band.name for band in risk.scaling.bands] == ["A", "B"]
+    assert risk.slices == "Job" and risk.reason_codes["Records"].code == "DEL01"  # the shipped texts by default
+    with pytest.raises(UserInputError, match=f"reason codes file {tmp_path / 'none.json'} does not exist"):
+        RetrainParams.of({"reason_codes": str(tmp_path / "none.json")}).risk()
 
 
 def test_the_data_file_is_the_param_else_credit_data_path_else_the_packages_own(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -20,6 +21,7 @@ from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
 from serving.app import create_app, start_serving
 from serving.logs import AccessLog
+from serving.model_store import ServedModels
 from serving.prediction_log import rows_of
 from serving.service import gateway_of
 from serving.settings import ServingSettings
@@ -432,3 +434,98 @@ def test_a_staging_version_with_other_inputs_is_reported_and_gets_no_rows(
         MlflowClient(served.url).set_registered_model_alias(served.model_name, STAGING_ALIAS, "2")
         reload(client)
     assert "gateway_staging_routable 1.0" in client.get("/metrics").data.decode()
+
+
+def test_every_answer_carries_score_points_on_the_versions_scale(client, served: Served) -> None:
+    rows = rows_as_values(served.rows.head(8))
+    scaling = resolve(
+        "production", RegistrySettings(tracking_uri=served.url, model_name=served.model_name)
+    ).score_scaling
+    for path in ("/predict", "/predict_cached", "/predict_ab"):
+        answer = client.post(path, json={"batch": rows, "variant": "A"} if path == "/predict_ab" else {"batch": rows})
+        assert answer.status_code == 200, answer.json
+        body = answer.json
+        assert body["scores"] == scaling.points(np.array(body["predictions"])).astype(int).tolist(), path
+        assert "reasons" not in body and "bands" not in body  # no bands configured, no explanation asked for
+    safest, riskiest = np.argmin(body["predictions"]), np.argmax(body["predictions"])
+    assert body["scores"][safest] > body["scores"][riskiest]
+
+
+def test_explanations_give_each_row_its_reasons_in_words(client, served: Served) -> None:
+    rows = rows_as_values(served.rows.head(12))
+    explained = client.post("/explain", json={"batch": rows})
+    assert explained.status_code == 200, explained.json
+    flagged = client.post("/predict", json={"batch": rows, "explain": True}).json
+    assert flagged["reasons"] == explained.json["reasons"] and flagged["predictions"] == explained.json["predictions"]
+    texts = json.loads((Path(__file__).resolve().parents[2] / "data" / "reason_codes.json").read_text())
+    assert len(explained.json["reasons"]) == 12 and any(explained.json["reasons"])
+    for row in explained.json["reasons"]:
+        assert len(row) <= 3
+        assert [reason["impact"] for reason in row] == sorted((reason["impact"] for reason in row), reverse=True)
+        for reason in row:
+            assert reason["impact"] > 0
+            assert {"code": reason["code"], "text": reason["text"]} == texts[reason["feature"]]
+    ab = client.post("/predict_ab", json={"batch": rows, "explain": True, "variant": "B"})
+    assert ab.status_code == 200 and len(ab.json["reasons"]) == 12
+
+
+def test_explaining_more_rows_than_the_limit_is_a_413_naming_it(client, served: Served) -> None:
+    rows = rows_as_values(served.rows.head(1)) * 6
+    service = gateway_of(client.application).predictions
+    service.max_explain_rows = 5  # as SERVING_MAX_EXPLAIN_ROWS=5 would
+    try:
+        for path, body in (("/explain", {"batch": rows}), ("/predict", {"batch": rows, "explain": True})):
+            answer = client.post(path, json=body)
+            assert answer.status_code == 413, answer.json
+            error = answer.json["error"]
+            assert error["code"] == "explain_batch_too_large" and error["details"][0]["field"] == "explain"
+            assert "at most 5 rows" in error["message"] and "SERVING_MAX_EXPLAIN_ROWS" in error["message"]
+        assert client.post("/predict", json={"batch": rows}).status_code == 200  # no explanation: no such limit
+    finally:
+        service.max_explain_rows = ServingSettings().max_explain_rows
+
+
+def test_a_mixed_ab_batch_gets_each_rows_score_and_reasons_from_the_model_that_scored_it(
+    client, served: Served
+) -> None:
+    rows = rows_as_values(served.rows.head(40))
+    for number, row in enumerate(rows):
+        row["applicant_id"] = f"mixed-{number}"
+    answer = client.post("/predict_ab", json={"batch": rows, "explain": True}).json
+    assert answer["variant"] == "mixed", "no row went to B: pick other applicant ids"
+    scaling = resolve(
+        "production", RegistrySettings(tracking_uri=served.url, model_name=served.model_name)
+    ).score_scaling
+    assert answer["scores"] == scaling.points(np.array(answer["predictions"])).astype(int).tolist()
+    for variant in ("A", "B"):
+        index = [i for i, v in enumerate(answer["variants"]) if v == variant]
+        alone = client.post(
+            "/predict_ab", json={"batch": [rows[i] for i in index], "explain": True, "variant": variant}
+        ).json
+        assert alone["predictions"] == pytest.approx([answer["predictions"][i] for i in index], abs=1e-12)
+        assert alone["reasons"] == [answer["reasons"][i] for i in index], variant
+
+
+def test_explaining_with_a_version_registered_without_a_reference_is_a_409_and_scores_nothing(
+    client, app, served: Served
+) -> None:
+    store = gateway_of(app).store
+    served_before = store.served()
+    production = served_before.get(PRODUCTION_ALIAS)
+    store._served = ServedModels.of({**served_before.models, PRODUCTION_ALIAS: replace(production, explainer=None)})
+    scored_before = _predictions_counted(client)
+    try:
+        answer = client.post("/explain", json={"batch": rows_as_values(served.rows.head(2))})
+        assert answer.status_code == 409 and answer.json["error"]["code"] == "explanation_unavailable"
+        assert f"version {production.version}" in answer.json["error"]["message"]
+        assert _predictions_counted(client) == scored_before
+        assert client.post("/predict", json={"batch": rows_as_values(served.rows.head(2))}).status_code == 200
+    finally:
+        store._served = served_before
+
+
+def _predictions_counted(client) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("gateway_predictions_total{")
+    )
