@@ -192,15 +192,27 @@ def equal_mass_bins(probabilities: np.ndarray, bins: int = ECE_BINS) -> list[np.
     return [members for members in np.array_split(order, min(bins, len(order))) if len(members)]
 
 
+def _ece_of_rows(y: np.ndarray, p: np.ndarray, bins: int) -> np.ndarray:
+    """The ECE of each row of `y` and `p` ([samples, n]): sorted by p, cut like `equal_mass_bins`, and
+    Σ_bins |Σ y − Σ p| / n (= Σ (bin rows / n) · |observed rate − mean p|). One vectorised pass for every sample."""
+    rows = p.shape[1]
+    if rows == 0:
+        raise ValueError("expected calibration error of no rows")
+    parts = min(bins, rows)
+    sizes = np.full(parts, rows // parts) + (np.arange(parts) < rows % parts)  # np.array_split's sizes
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    order = np.argsort(p, axis=1, kind="stable")
+    observed = np.add.reduceat(np.take_along_axis(y, order, axis=1), starts, axis=1)
+    predicted = np.add.reduceat(np.take_along_axis(p, order, axis=1), starts, axis=1)
+    errors: np.ndarray = np.abs(observed - predicted).sum(axis=1) / rows
+    return errors
+
+
 def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE over equal-mass bins: Σ (bin rows / rows) · |observed default rate − mean predicted probability|."""
-    y, p = np.asarray(y_true, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)
-    if len(p) == 0:
-        raise ValueError("expected calibration error of no rows")
-    error = 0.0
-    for members in equal_mass_bins(p, bins):
-        error += len(members) * abs(float(y[members].mean()) - float(p[members].mean()))
-    return error / len(p)
+    y = np.asarray(y_true, dtype=np.float64).reshape(1, -1)
+    p = np.asarray(probabilities, dtype=np.float64).reshape(1, -1)
+    return float(_ece_of_rows(y, p, bins)[0])
 
 
 @dataclass(frozen=True)
@@ -214,13 +226,9 @@ def bootstrap_ece(
     y_true: np.ndarray, probabilities: np.ndarray, seed: int, resamples: int = 1000, bins: int = ECE_BINS
 ) -> Interval:
     """The ECE with a percentile bootstrap 95% interval (rows resampled with replacement, `seed` fixes them)."""
-    y, p = np.asarray(y_true), np.asarray(probabilities)
-    generator = np.random.default_rng(seed)
-    draws = [
-        expected_calibration_error(y[sample], p[sample], bins)
-        for sample in (generator.integers(0, len(p), len(p)) for _ in range(resamples))
-    ]
-    low, high = np.percentile(draws, [2.5, 97.5])
+    y, p = np.asarray(y_true, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)
+    samples = np.random.default_rng(seed).integers(0, len(p), (resamples, len(p)))
+    low, high = np.percentile(_ece_of_rows(y[samples], p[samples], bins), [2.5, 97.5])
     return Interval(expected_calibration_error(y, p, bins), float(low), float(high))
 
 
@@ -228,5 +236,5 @@ def ece_noise_floor(probabilities: np.ndarray, seed: int, draws: int = 200, bins
     """The ECE a perfectly calibrated model would show on this many rows: the mean ECE when each row's outcome is
     drawn from its own predicted probability. An observed ECE near it is as small as this sample can measure."""
     p = np.asarray(probabilities, dtype=np.float64)
-    generator = np.random.default_rng(seed)
-    return float(np.mean([expected_calibration_error(generator.random(len(p)) < p, p, bins) for _ in range(draws)]))
+    outcomes = (np.random.default_rng(seed).random((draws, len(p))) < p).astype(np.float64)
+    return float(np.mean(_ece_of_rows(outcomes, np.broadcast_to(p, outcomes.shape), bins)))

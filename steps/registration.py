@@ -203,7 +203,9 @@ def register_candidate(
     first_deployment = None
     if promote_first and version_for_alias(client, name, PRODUCTION_ALIAS) is None:
         first_deployment = _deploy_first(registry_settings, versions, chosen, actor, allow_schema_change)
-    for precision in missing:  # the new versions' model cards (with the first deployment's verdict, if any)
+    for precision in missing:  # the new versions' model cards
+        if first_deployment is not None and precision == chosen:
+            continue  # the first deployment's gate verdict (passed or refused) has just written this one's
         refresh_card(client, registry_settings, versions[precision])
     aliases = {v: list(client.get_model_version(name, v).aliases) for v in versions.values()}
     return RegistrationResult(name, versions, chosen, not missing, first_deployment, aliases)
