@@ -6,7 +6,7 @@ STATE ?= .mlflow
 SERVING_PORT ?= 8000
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: compose-test images gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean bench-batch bench-explain monitoring drift drift-shifted airflow stop-airflow
+.PHONY: soak profile-request compose-test images gateway-memory notebooks help venv run test test-fast lint format server stop-server serve stop lock time-main bench clean bench-batch bench-explain monitoring drift drift-shifted airflow stop-airflow
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ server: venv ## Start the local MLflow tracking server on $(PORT) (state in $(ST
 stop-server: venv ## Stop the server started by `make server` / `make run`
 	python scripts/tracking_server.py stop --root $(STATE)
 
-serve: venv ## Run the gateway in the foreground (gunicorn, 2 workers) against $$MLFLOW_TRACKING_URI and $$REDIS_URL
+serve: venv ## Run the gateway in the foreground (granian, 2 workers; SERVING_SERVER=gunicorn for gunicorn) against $$MLFLOW_TRACKING_URI and $$REDIS_URL
 	python -m serving
 
 monitoring: venv ## Start Prometheus + Pushgateway on 127.0.0.1:9090/9091 scraping the gateway and tracking server (state in .monitoring)
@@ -52,9 +52,9 @@ drift-shifted: venv ## Drift report of a shifted copy of the data (income halved
 		MONITORING_PUSHGATEWAY_URL=$${MONITORING_PUSHGATEWAY_URL:-$$(python scripts/local_monitoring.py pushgateway-url)} \
 		python -m monitoring.drift --file .monitoring/shifted_applicants.csv
 
-stop: venv ## Stop what `make run`, `make monitoring` and `make airflow` started: gateway, Airflow, local Redis, tracking server, Prometheus
-	-[ -f .gateway/gateway.pid ] && kill $$(cat .gateway/gateway.pid) && rm -f .gateway/gateway.pid
-	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
+stop: venv ## Stop what `make run`, `make monitoring` and `make airflow` started (only while the recorded process still runs): gateway, Airflow, local Redis, tracking server, Prometheus
+	python scripts/pidfile.py stop .gateway/gateway.pid --name gateway
+	python scripts/pidfile.py stop .airflow/standalone.pid --name Airflow --group
 	python scripts/local_monitoring.py stop --state .monitoring
 	python scripts/local_redis.py stop --state .redis
 	python scripts/tracking_server.py stop --root $(STATE)
@@ -62,8 +62,8 @@ stop: venv ## Stop what `make run`, `make monitoring` and `make airflow` started
 airflow: venv ## Airflow 3 (standalone: scheduler, API/UI on 127.0.0.1:8080) running airflow/dags against `make run`'s stack (state in .airflow)
 	MLFLOW_PORT=$(PORT) scripts/local_airflow.sh
 
-stop-airflow: ## Stop what `make airflow` started
-	-[ -f .airflow/standalone.pid ] && kill -- -$$(cat .airflow/standalone.pid) && rm -f .airflow/standalone.pid
+stop-airflow: venv ## Stop what `make airflow` started (only while the recorded process still runs)
+	python scripts/pidfile.py stop .airflow/standalone.pid --name Airflow --group
 
 compose-test: ## The container tier: install Docker if missing, build every image, run the compose stack end to end (tests/compose; root)
 	scripts/compose-test.sh
@@ -91,8 +91,14 @@ bench-batch: venv ## Portfolio scoring: bare ORT vs local engine vs Spark vs mlf
 bench-explain: venv ## One row in-process with and without reason codes, and the explainer alone (needs `make run`; ~1 min)
 	python scripts/bench_explain.py --tracking-uri http://127.0.0.1:$(PORT)
 
-bench: venv ## Gateway vs mlflow models serve vs bare Flask+ONNX (needs wrk and `make run` first; ~15 min)
-	python scripts/bench_gateway.py --tracking-uri http://127.0.0.1:$(PORT) --duration 10 --rounds 3
+bench: venv ## Gateway vs mlflow models serve vs bare Flask+ONNX, on granian and gunicorn, kept-alive and new connections (needs wrk and `make run`; ~10 min)
+	python scripts/bench_gateway.py --tracking-uri http://127.0.0.1:$(PORT) --duration 8 --rounds 2
+
+soak: venv ## One hour of 20-row bodies at 8 kept-alive connections: worker RSS, Redis, stream, p99 per 5 min, log size; plot in .soak (needs wrk and `make run`; not in CI)
+	python scripts/soak.py --tracking-uri http://127.0.0.1:$(PORT) --redis-url $$(python scripts/local_redis.py ensure --state .redis) --minutes 60 --output .soak
+
+profile-request: venv ## Where one /predict_ab request's microseconds go, in-process under pyinstrument (needs `make run`)
+	python scripts/profile_request.py --tracking-uri http://127.0.0.1:$(PORT) --redis-url $$(python scripts/local_redis.py ensure --state .redis)
 
 clean: ## Remove caches (keeps .venv and the tracking server state)
 	rm -rf .pytest_cache .ruff_cache; find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,4 +1,4 @@
-# The gateway image: gunicorn + the Flask gateway (serving/) with the registry client (registry/) and the shared
+# The gateway image: granian (or gunicorn) + the Flask gateway (serving/) with the registry client (registry/) and the shared
 # scoring contract (scoring/), installed from requirements-serving.lock: mlflow-skinny, onnxruntime, Flask, redis.
 # Neither the training stack (mlflow, pandas, scikit-learn, matplotlib, evidently) nor Airflow is in it.
 #   docker build -f docker/gateway.Dockerfile -t credit-scoring/gateway .
@@ -20,10 +20,11 @@ WORKDIR /opt/credit-scoring
 COPY scoring/ scoring/
 COPY registry/ registry/
 COPY serving/ serving/
-# What a worker imports: the app, gunicorn's sync worker, the registry client and MLflow's artifact download.
-RUN /tmp/byte-compile.sh "scoring registry serving" serving.app serving.gunicorn_conf gunicorn.app.wsgiapp \
-        gunicorn.workers.sync gunicorn.glogging mlflow.artifacts mlflow.store.artifact.mlflow_artifacts_repo \
-        mlflow.store.artifact.http_artifact_repo
+# What the server and a worker import: granian (the default) and gunicorn's sync worker, the app, the registry
+# client and MLflow's artifact download.
+RUN /tmp/byte-compile.sh "scoring registry serving" serving.app serving.server serving.gunicorn_conf granian \
+        granian.server.mp granian.wsgi granian.log gunicorn.app.wsgiapp gunicorn.workers.sync gunicorn.glogging \
+        mlflow.artifacts mlflow.store.artifact.mlflow_artifacts_repo mlflow.store.artifact.http_artifact_repo
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 app \

@@ -43,7 +43,8 @@ def describe(outcome: DriftOutcome) -> list[str]:
         return [outcome.message]
     summary = outcome.summary
     lines = [
-        f"drift report: {outcome.model} version {outcome.version}, {outcome.rows} rows -> verdict {summary['verdict']}",
+        f"drift report: {outcome.model} version {outcome.version}, {outcome.rows} rows -> verdict {summary['verdict']}"
+        + (f" ({summary['verdict_reason']})" if "verdict_reason" in summary else ""),  # reports before it had none
         f"  drift share (Evidently) {number(summary, 'drift_share'):.3f}; drifted features: "
         f"{', '.join(drifted_feature_names(summary)) or 'none'}; score drift ({summary['score_drift_method']}) "
         f"{number(summary, 'score_drift_score'):.3f}",
@@ -80,13 +81,14 @@ def cli(
     # MLflow's download progress bars would interleave with the summary printed below.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("monitoring").setLevel(logging.INFO)
+    logging.getLogger("scoring.progress").setLevel(logging.INFO)  # progress lines where no bar can be drawn
     # Imported here: Evidently and MLflow take ~10 s to import, which `--help` and option errors need not wait for.
     from mlflow.exceptions import MlflowException
-    from tqdm import tqdm
 
     from monitoring.job import run_drift
     from monitoring.settings import MonitoringSettings
     from monitoring.window import WindowSpec
+    from scoring.progress import Progress
 
     try:
         settings = MonitoringSettings(**{key: value for key, value in overrides.items() if value is not None})
@@ -94,7 +96,7 @@ def cli(
         if data_file is not None and (last_rows is not None or since is not None):
             raise MonitoringInputError("--file and --last-rows/--since exclude each other")
         spec = WindowSpec(last_rows=last_rows, since_seconds=parse_duration(since) if since else None)
-        with tqdm(unit="rows", desc="reading the prediction stream", disable=None, leave=False) as progress:
+        with Progress(None, description="reading the prediction stream") as progress:
             outcomes = run_drift(settings, spec, data_file, version, on_rows=progress.update)
     except ValidationError as error:  # a setting from the environment or an option: name it
         click.echo(f"error: {validation_problems(error)}", err=True)

@@ -108,6 +108,7 @@ def run_tags(computed: ComputedReport) -> dict[str, str]:
         PREPARE_RUN_ID: computed.reference_prepare_run_id,
         "reference_split_sha256": computed.reference_split_sha256,
         "verdict": str(summary["verdict"]),
+        "verdict_reason": str(summary["verdict_reason"]),
         "drifted_feature_names": json.dumps(summary["drifted_feature_names"]),
         "psi_max_column": str(summary["psi_max_column"]),
         "score_drift_method": str(summary["score_drift_method"]),

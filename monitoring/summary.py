@@ -55,19 +55,26 @@ def summarize(snapshot: Mapping[str, Any], features: Sequence[str], thresholds: 
     drifted = [feature for feature in features if feature in failed]
     worst = max(columns, key=lambda column: psi[column])
     readings = [reading(psi[column], thresholds.psi_watch, thresholds.psi_act) for column in columns]
-    if "act" in readings or drift_share >= thresholds.drift_share:
+    dataset_drift = drift_share >= thresholds.drift_share
+    if "act" in readings or dataset_drift:
         verdict = "act"
     elif "watch" in readings:
         verdict = "watch"
     else:
         verdict = "stable"
+    by_reading = {
+        level: [c for c, r in zip(columns, readings, strict=True) if r == level] for level in ("watch", "act")
+    }
     return {
         "verdict": verdict,
+        "verdict_reason": _reason(verdict, by_reading, drift_share, dataset_drift, thresholds),
         "verdict_level": VERDICT_LEVELS[verdict],
         "drift_share": drift_share,
         "drifted_features": len(drifted),
         "drifted_feature_names": drifted,
-        "dataset_drift": int(drift_share >= thresholds.drift_share),
+        # Evidently's dataset-level test alone (share of drifted features >= drift_share): one of the verdict's two
+        # triggers, so 0 here beside verdict "act" means a PSI set it (verdict_reason says which).
+        "evidently_dataset_drift": int(dataset_drift),
         "score_drift_method": score_drift[0],
         "score_drift_score": score_drift[1],
         "score_drifted": int(SCORE_COLUMN in failed),
@@ -77,6 +84,25 @@ def summarize(snapshot: Mapping[str, Any], features: Sequence[str], thresholds: 
         "psi_columns_act": readings.count("act"),
         **{f"{PSI_PREFIX}{column}": psi[column] for column in columns},
     }
+
+
+def _reason(
+    verdict: str, by_reading: dict[str, list[str]], drift_share: float, dataset_drift: bool, thresholds: Thresholds
+) -> str:
+    """What set the verdict, in words (the PSI readings and Evidently's dataset drift are its two triggers)."""
+    share = f"Evidently finds {drift_share:.0%} of features drifted"
+    if verdict == "stable":
+        return f"every PSI below {thresholds.psi_watch:g}; {share} (dataset drift from {thresholds.drift_share:.0%})"
+    reasons = []
+    if by_reading["act"]:
+        reasons.append(f"PSI above {thresholds.psi_act:g} for {', '.join(by_reading['act'])}")
+    if dataset_drift:
+        reasons.append(f"{share}, at least {thresholds.drift_share:.0%} (Evidently's dataset drift)")
+    if verdict == "watch":
+        reasons.append(
+            f"PSI from {thresholds.psi_watch:g} to {thresholds.psi_act:g} for {', '.join(by_reading['watch'])}"
+        )
+    return "; ".join(reasons)
 
 
 def number(summary: Summary, key: str) -> float:

@@ -23,7 +23,6 @@ from portfolio.errors import PortfolioInputError, RejectRateExceededError
 from portfolio.features import ArrowFeatures
 from portfolio.local_engine import score_locally
 from portfolio.output import OutputFolder
-from portfolio.progress import Progress
 from portfolio.scorer import BatchScorer, PopulationBins, ScoringModel
 from portfolio.settings import DEFAULT_VERSION, PortfolioSettings
 from portfolio.sources import InputFile, discover, open_inputs
@@ -33,6 +32,7 @@ from registry.resolve import ResolvedModel, resolve
 from registry.session import open_session
 from registry.settings import RegistrySettings
 from scoring.contract import SCORE_COLUMN
+from scoring.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import pyarrow as pa
 from portfolio.errors import PortfolioInputError
 from portfolio.features import EncodedBatch
 from portfolio.output import Manifest, OutputFolder, PartWriter
-from portfolio.progress import Progress
 from portfolio.scorer import BatchScorer, ScoredBatch, ScoringStats
 from portfolio.sources import InputFile, Part, parts
 from registry.errors import first_line
+from scoring.progress import Progress
 
 logger = logging.getLogger(__name__)
 

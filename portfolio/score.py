@@ -53,6 +53,7 @@ def cli(
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("portfolio").setLevel(logging.INFO)
+    logging.getLogger("scoring.progress").setLevel(logging.INFO)  # progress lines where no bar can be drawn
     # MLflow's download progress bar would interleave with the job's own.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Imported here: MLflow, pandas and Arrow take seconds to import; `--help` and option errors need not wait.

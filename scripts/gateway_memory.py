@@ -1,7 +1,7 @@
 """Resident memory of real gateway workers, one Python environment after another, and each environment's size.
 
 For every `--python` given (default: .venv, the full environment, and .venv-serving, the gateway's own), starts the
-gateway under gunicorn with that interpreter (`python -m serving`, 2 workers, the project on PYTHONPATH; `--source`
+gateway with that interpreter (`python -m serving`: granian, 2 workers, the project on PYTHONPATH; `--source`
 runs another checkout's code) against a tracking server holding a model with a production version, sends it
 requests, then reads each worker's RSS and PSS from /proc, which of the training stack's native libraries are mapped
 into it, and the environment's installed size:
@@ -26,7 +26,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scripts.gateway_process import running_gateway  # noqa: E402
+from scripts.gateway_process import running_gateway, server_workers  # noqa: E402
 
 # Packages whose native code in a worker means the training stack came along (their .so files are mapped).
 HEAVY = ("pandas", "sklearn", "scipy", "matplotlib", "pyarrow")
@@ -59,11 +59,6 @@ def installed_size(folder: Path) -> tuple[float, int]:
     return total / 1e6, len(list(folder.glob("*.dist-info")))
 
 
-def workers_of(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
 def memory_mb(pid: int) -> tuple[float, float]:
     """(RSS, PSS) of a process in MB: PSS counts shared pages by share, the fairer figure for forked workers."""
     fields = {}
@@ -87,7 +82,7 @@ def measure(python: str, args: argparse.Namespace) -> Measured:
             for _ in range(args.requests):
                 session.post(f"{gateway.url}/predict", json={"batch": [ROW] * 10}, timeout=10).raise_for_status()
         time.sleep(1.0)  # let both workers settle (each served some of the requests)
-        workers = workers_of(gateway.process.pid)
+        workers = server_workers(gateway.process.pid)
         figures = [memory_mb(pid) for pid in workers]
         mapped = sorted({name for pid in workers for name in heavy_libraries(pid)})
     size, distributions = installed_size(site_packages(python))

@@ -1,4 +1,4 @@
-"""Start the gateway as users run it (`python -m serving`: gunicorn in a process group of its own), for the tests and
+"""Start the gateway as users run it (`python -m serving`: its server in a process group of its own), for the tests and
 the benchmark scripts."""
 
 from __future__ import annotations
@@ -20,9 +20,24 @@ from scripts.tracking_server import free_port, stop_group
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def server_workers(master: int) -> list[int]:
+    """The pids of a gateway server's workers: the children of `python -m serving` that serve requests, not
+    multiprocessing's resource tracker (granian's workers are spawned interpreters) nor the log file's writer."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children if not _helper(int(pid))]
+
+
+def _helper(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return True  # gone already
+    return "resource_tracker" in command or "serving.log_file" in command
+
+
 @dataclass(frozen=True)
 class GatewayProcess:
-    """A gateway started as users run it (`python -m serving`: gunicorn, its own process group)."""
+    """A gateway started as users run it (`python -m serving`: granian by default, its own process group)."""
 
     url: str
     redis_url: str
@@ -35,7 +50,7 @@ class GatewayProcess:
         return redis.Redis.from_url(self.redis_url)
 
     def log_lines(self) -> list[dict[str, object]]:
-        """The JSON lines of its log (gunicorn's own plain lines left out)."""
+        """The JSON lines of its log (any plain line, such as gunicorn's own, left out)."""
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
 
 

@@ -30,13 +30,13 @@ export REDIS_URL
 MONITORING_PUSHGATEWAY_URL=${MONITORING_PUSHGATEWAY_URL:-$(python scripts/local_monitoring.py pushgateway-url)}
 export MONITORING_PUSHGATEWAY_URL
 
-if [ -f "$home/standalone.pid" ] && kill -0 "$(cat "$home/standalone.pid")" 2>/dev/null; then
-    echo "airflow: already running (pid $(cat "$home/standalone.pid")); make stop-airflow to stop it"
+if python scripts/pidfile.py alive "$home/standalone.pid"; then
+    echo "airflow: already running ($home/standalone.pid); make stop-airflow to stop it"
 else
     # A session of its own: standalone's scheduler, triggerer, DAG processor and API server are stopped together by
     # signalling the process group (`make stop-airflow`); killing standalone alone leaves some of them running.
     setsid nohup airflow standalone >"$home/standalone.log" 2>&1 &
-    echo $! >"$home/standalone.pid"
+    python scripts/pidfile.py record $! "$home/standalone.pid"
 fi
 
 printf 'airflow: waiting for the API server on 127.0.0.1:%s ' "$port"

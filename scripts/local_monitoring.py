@@ -23,6 +23,7 @@ import yaml
 
 # Run as `python scripts/<name>.py` the repository root is not on the path, and the shared process helpers live there.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts import pidfile
 from scripts.tracking_server import stop_recorded
 
 HOST = "127.0.0.1"
@@ -109,7 +110,7 @@ def start(state: Path, gateway: str, mlflow: str, prometheus_port: int, pushgate
             print(f"{name} already answers at {ready.rsplit('/-/', 1)[0]}")
             continue
         process = start_process(command, state / f"{name}.log", ready)
-        (state / f"{name}.pid").write_text(str(process.pid))
+        pidfile.record(state / f"{name}.pid", process.pid)
         print(f"started {name} at {ready.rsplit('/-/', 1)[0]} (log {state / f'{name}.log'})")
     print(
         f"Prometheus scrapes the gateway at {gateway} and MLflow at {mlflow}; alerts: http://{HOST}:{prometheus_port}/alerts"

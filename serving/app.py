@@ -10,7 +10,7 @@ from serving import schemas
 from serving.body_limit import install_body_limit
 from serving.errors import register_error_handlers, validation_error_response
 from serving.fast_json import OrjsonProvider
-from serving.logs import AccessLog
+from serving.fast_path import ScoringFastPath
 from serving.metrics import create_metrics
 from serving.model_store import ModelStore
 from serving.routes import docs, operations, prediction
@@ -37,15 +37,21 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     metrics = create_metrics(app)
     gateway = build_gateway(settings, metrics, store)
     app.extensions[EXTENSION] = gateway
-    install_request_telemetry(app, metrics, AccessLog())
+    install_request_telemetry(app, gateway.telemetry)
     install_body_limit(app, settings.max_body_bytes)
     for blueprint in (prediction.blueprint, operations.blueprint, docs.blueprint):
         app.register_api(blueprint)
+    app.wsgi_app = ScoringFastPath(app.wsgi_app, gateway, gateway.telemetry, settings.max_body_bytes)  # type: ignore[method-assign]
     return app
 
 
 def start_serving(app: Flask) -> None:
-    """Load the models now and keep polling the registry (per process: call it in each gunicorn worker)."""
+    """Load the models now and keep polling the registry (per process: call it in each server worker)."""
     gateway = gateway_of(app)
     gateway.store.refresh()
     gateway.store.start_polling(gateway.settings.reload_interval_s)
+
+
+def stop_serving(app: Flask) -> None:
+    """A worker's last act: send the prediction-log entries still queued."""
+    gateway_of(app).predictions.log.close()

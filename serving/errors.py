@@ -22,14 +22,19 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+def error_body(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, request_id: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if details:
         body["details"] = details
-    request_id = getattr(g, "request_id", None)
     if request_id:
         body["request_id"] = request_id
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+    response = jsonify(error_body(status, code, message, details, getattr(g, "request_id", None)))
     response.status_code = status
     return response
 
@@ -58,4 +63,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         logger.exception("unhandled error")
-        return error_response(500, "internal_error", "internal server error")
+        return error_response(*INTERNAL_ERROR)
+
+
+INTERNAL_ERROR = (500, "internal_error", "internal server error")

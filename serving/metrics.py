@@ -1,13 +1,16 @@
-"""Prometheus metrics: request latency by endpoint and status (prometheus-flask-exporter) plus the gateway's own.
+"""Prometheus metrics: request latency by endpoint and status (prometheus-flask-exporter's names) plus the gateway's.
 
-Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set before the app is imported and every worker writes its samples to
-files there; /metrics aggregates them. Label values are bounded: endpoints, variants, versions, aliases, outcomes.
+Under either server (serving/server.py), PROMETHEUS_MULTIPROC_DIR is set before the app is imported and every worker
+writes its samples to files there; /metrics aggregates them. Label values are bounded: endpoints, variants, versions,
+aliases, outcomes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -61,6 +64,43 @@ class GatewayMetrics:
 
 def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges of worker processes that are gone (their model_info would otherwise still count).
+
+    gunicorn reports each dead worker (gunicorn_conf.child_exit); granian has no such hook, so each worker does this
+    as it starts (a respawn after a crash) and for itself as it exits."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    from prometheus_client import multiprocess
+
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        if pid != os.getpid() and not _running(pid):
+            # Another worker (or gunicorn's child_exit) may remove the same files at the same moment.
+            with contextlib.suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+
+
+def forget_this_worker() -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        from prometheus_client import multiprocess
+
+        with contextlib.suppress(FileNotFoundError):  # a new worker may have swept them already
+            multiprocess.mark_process_dead(os.getpid(), folder)  # type: ignore[no-untyped-call]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds that pid: ours is gone
+        return False
+    return True
 
 
 def create_metrics(app: Flask) -> GatewayMetrics:

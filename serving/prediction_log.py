@@ -5,7 +5,7 @@ every `flush_interval_s` and packs it into few entries: one entry holds the grou
 `entry_max_rows` rows, so a busy gateway writes a handful of XADDs per interval instead of one per request (an XADD
 costs the worker more CPU than scoring a row: docs/serving.md). Like the cache it fails open: the groups of a failed
 write are dropped and their rows counted, and so are the oldest queued groups beyond `max_pending` (Redis away long).
-`close()` flushes what is left; gunicorn calls it when a worker exits (gunicorn_conf.py).
+`close()` flushes what is left; a worker calls it as it exits (serving/wsgi.py, gunicorn_conf.py).
 
 Entry fields (strings): `rows` (scored rows in the entry) and `data`, a JSON array with one object per group:
 ts (Unix seconds), request_id, model, version, variant, features (feature -> list of values in row order, null =

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 
 from registry.settings import RegistrySettings
 from serving.cache import PredictionCache
+from serving.logs import AccessLog
 from serving.metrics import GatewayMetrics
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
@@ -17,6 +18,7 @@ from serving.predictor import PredictionService
 from serving.redis_gateway import CircuitBreaker, RedisGateway
 from serving.router import ABRouter
 from serving.settings import ServingSettings
+from serving.telemetry import RequestTelemetry
 
 EXTENSION = "credit_scoring_gateway"
 
@@ -26,6 +28,7 @@ class Gateway:
     settings: ServingSettings
     store: ModelStore
     predictions: PredictionService
+    telemetry: RequestTelemetry  # every answered request's latency, count and access line
 
 
 def registry_settings(settings: ServingSettings) -> RegistrySettings:
@@ -62,7 +65,7 @@ def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: Mod
         settings.max_batch_rows,
         settings.max_explain_rows,
     )
-    return Gateway(settings, store, predictions)
+    return Gateway(settings, store, predictions, RequestTelemetry(metrics, AccessLog()))
 
 
 def gateway_of(app: Flask) -> Gateway:

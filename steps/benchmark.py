@@ -19,10 +19,10 @@ import click
 import mlflow
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from scoring.contract import CONVERT_RUN_ID, MODEL_URI_TAG, PREPARE_RUN_ID, TRAIN_RUN_ID
 from scoring.onnx_runtime import inference_session, onnx_inputs, predict_default_probability
+from scoring.progress import Progress
 from steps import plots
 from steps.cli import run_id_file_option, run_step_cli
 from steps.errors import UserInputError
@@ -97,25 +97,27 @@ def benchmark(
         pool = prepared.splits.test[schema.features]
         rows = []
         cells = [(runtime, size) for size in batch_sizes for runtime in ("sklearn", *sessions)]
-        for runtime, size in tqdm(cells, desc="benchmark", unit="cell", leave=False):
-            # Sample with replacement so batches larger than the test split are possible.
-            batch = pool.sample(n=size, replace=size > len(pool), random_state=size).reset_index(drop=True)
-            if runtime == "sklearn":
-                call = functools.partial(sklearn_model.predict_proba, batch)
-            else:
-                # The model call alone: a server builds these arrays straight from JSON, not from a DataFrame.
-                call = functools.partial(predict_default_probability, sessions[runtime], onnx_inputs(batch, schema))
-            latencies = time_calls(call, repeats=repeats, max_seconds=max_seconds)
-            rows.append(
-                {
-                    "runtime": runtime,
-                    "batch_size": size,
-                    "calls": len(latencies),
-                    "p50_ms": float(np.percentile(latencies, 50) * 1e3),
-                    "p99_ms": float(np.percentile(latencies, 99) * 1e3),
-                    "rows_per_s": float(size * len(latencies) / latencies.sum()),
-                }
-            )
+        with Progress(len(cells), description="benchmark", unit="cells") as progress:
+            for runtime, size in cells:
+                # Sample with replacement so batches larger than the test split are possible.
+                batch = pool.sample(n=size, replace=size > len(pool), random_state=size).reset_index(drop=True)
+                if runtime == "sklearn":
+                    call = functools.partial(sklearn_model.predict_proba, batch)
+                else:
+                    # The model call alone: a server builds these arrays straight from JSON, not from a DataFrame.
+                    call = functools.partial(predict_default_probability, sessions[runtime], onnx_inputs(batch, schema))
+                latencies = time_calls(call, repeats=repeats, max_seconds=max_seconds)
+                rows.append(
+                    {
+                        "runtime": runtime,
+                        "batch_size": size,
+                        "calls": len(latencies),
+                        "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+                        "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+                        "rows_per_s": float(size * len(latencies) / latencies.sum()),
+                    }
+                )
+                progress.update()
         table = pd.DataFrame(rows)
         _log_results(table)
         return BenchmarkResult(run_id=run.info.run_id, table=table)

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from registry.errors import RegistryError, first_line
 from registry.gate import GateRefusedError
+from scoring.progress import on_terminal
 from steps.errors import StepError, UserInputError
 from steps.settings import PipelineSettings
 from steps.tracking import configure_tracking
@@ -43,6 +44,8 @@ def run_step_cli(step: str, work: Callable[[PipelineSettings], T], run_id_file: 
     # MLflow and alembic are chatty at INFO; the step's own progress is what the user wants to see.
     for noisy in ("alembic", "mlflow.store", "mlflow.tracking", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow's own download bars follow the same rule as ours (scoring.progress): only where a terminal draws them.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", str(on_terminal()).lower())
     settings = PipelineSettings()
     configure_tracking(settings)
     try:

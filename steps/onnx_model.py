@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,6 +96,25 @@ class _FrameCalibrationReader(CalibrationDataReader):
         return self._batches[self._position - 1]
 
 
+class _QuantizerChatter(logging.Filter):
+    """onnxruntime's quantizer logs through the root logger at INFO, a line for every tensor it leaves in float
+    ("Quantization parameters for tensor ... not specified"): noise in every pipeline run. Its warnings still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    chatter = _QuantizerChatter()
+    root = logging.getLogger()
+    root.addFilter(chatter)
+    try:
+        yield
+    finally:
+        root.removeFilter(chatter)
+
+
 def quantize(
     model: onnx.ModelProto,
     schema: FeatureSchema,
@@ -101,7 +122,7 @@ def quantize(
     calibration_frame: pd.DataFrame | None = None,
 ) -> onnx.ModelProto:
     """INT8 quantization of the MLP's matrix multiplications; preprocessing ops stay in float."""
-    with tempfile.TemporaryDirectory(prefix="credit-quantize-") as folder:
+    with tempfile.TemporaryDirectory(prefix="credit-quantize-") as folder, _quiet_quantizer():
         source, prepared, target = (Path(folder) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save_model(_declare_ml_output_types(model), source)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)

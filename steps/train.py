@@ -21,11 +21,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
-from tqdm import tqdm
 
 from registry.fairness import fairness_report, metric_safe
 from scoring.calibration import ECE_BINS, Calibration, bootstrap_ece, ece_noise_floor
 from scoring.contract import MODEL_URI_TAG, STEP_TAG
+from scoring.progress import Progress
 from steps import calibration, evaluation, plots
 from steps.cli import run_id_file_option, run_step_cli
 from steps.credit_risk import (
@@ -101,11 +101,10 @@ def train(
         x_validation, y_validation = features_and_target(prepared.splits.validation, schema)
         x_test, y_test = features_and_target(prepared.splits.test, schema)
 
-        with tqdm(total=params.max_epochs, desc="train MLP", unit="epoch", leave=False) as progress:
+        with Progress(params.max_epochs, description="train MLP", unit="epochs") as progress:
 
             def on_epoch(epoch: int, loss: float, validation_auc: float) -> None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss:.4f}", val_auc=f"{validation_auc:.4f}")
+                progress.update(1, loss=f"{loss:.4f}", val_auc=f"{validation_auc:.4f}")
 
             model, history = train_mlp(schema, x_train, y_train, x_validation, y_validation, params, on_epoch)
         log_metric_history(run.info.run_id, "train_loss", history.loss)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 
 import click
 import mlflow
-from tqdm import tqdm
 
 from scoring.contract import STEP_TAG
+from scoring.progress import Progress
 from steps.cli import run_step_cli
 from steps.data import features_and_target
 from steps.errors import UserInputError
@@ -58,22 +58,24 @@ def tune(
         x_train, y_train = features_and_target(prepared.splits.train, schema)
         x_validation, y_validation = features_and_target(prepared.splits.validation, schema)
         results: list[tuple[float, str, MLPParams]] = []
-        for params in tqdm(configurations, desc="tune", unit="trial", leave=False):
-            name = f"mlp-{'-'.join(map(str, params.hidden_layers))}-alpha{params.alpha:g}"
-            with mlflow.start_run(run_name=name, nested=True, tags={STEP_TAG: "tune-trial", **git_tags()}) as trial:
-                log_params(params.as_params())
-                _, history = train_mlp(schema, x_train, y_train, x_validation, y_validation, params)
-                log_metric_history(trial.info.run_id, "train_loss", history.loss)
-                log_metric_history(trial.info.run_id, "validation_roc_auc", history.validation_auc)
-                best_auc = max(history.validation_auc)
-                mlflow.log_metrics(
-                    {
-                        "validation_roc_auc_best": best_auc,
-                        "best_epoch": history.best_epoch,
-                        "epochs_run": history.epochs,
-                    }
-                )
-                results.append((best_auc, trial.info.run_id, params))
+        with Progress(len(configurations), description="tune", unit="trials") as progress:
+            for params in configurations:
+                name = f"mlp-{'-'.join(map(str, params.hidden_layers))}-alpha{params.alpha:g}"
+                with mlflow.start_run(run_name=name, nested=True, tags={STEP_TAG: "tune-trial", **git_tags()}) as trial:
+                    log_params(params.as_params())
+                    _, history = train_mlp(schema, x_train, y_train, x_validation, y_validation, params)
+                    log_metric_history(trial.info.run_id, "train_loss", history.loss)
+                    log_metric_history(trial.info.run_id, "validation_roc_auc", history.validation_auc)
+                    best_auc = max(history.validation_auc)
+                    mlflow.log_metrics(
+                        {
+                            "validation_roc_auc_best": best_auc,
+                            "best_epoch": history.best_epoch,
+                            "epochs_run": history.epochs,
+                        }
+                    )
+                    results.append((best_auc, trial.info.run_id, params))
+                progress.update()
         best_auc, best_run_id, best_params = max(results, key=lambda result: result[0])
         log_params({f"best_{k}": v for k, v in best_params.as_params().items()})
         mlflow.log_metric("best_validation_roc_auc", best_auc)

@@ -8,6 +8,8 @@ replaces), and `scores`: the same on the model's score-point scale; `bands` when
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, g, jsonify
@@ -20,7 +22,7 @@ from serving.model_store import LoadedModel
 from serving.predictor import Scored
 from serving.router import VARIANT_A
 from serving.routes import operation_id
-from serving.service import current_gateway
+from serving.service import Gateway, current_gateway
 
 PREDICTION = Tag(name="prediction", description="Probability of default for credit applications")
 ERRORS: ResponseDict = {
@@ -28,6 +30,8 @@ ERRORS: ResponseDict = {
     422: schemas.ErrorResponse,
     503: schemas.ErrorResponse,
 }
+
+Answer = tuple[dict[str, Any], dict[str, Any]]  # the JSON answer, and the fields of the request's access line
 
 blueprint = APIBlueprint("prediction", __name__, abp_tags=[PREDICTION], operation_id_callback=operation_id)
 
@@ -47,23 +51,84 @@ def risk_fields(scored: Scored) -> dict[str, Any]:
 
 
 def _score_with_production(
-    body: schemas.PredictRequest, use_cache: bool, explain: bool
-) -> tuple[Scored, dict[str, Any]]:
+    gateway: Gateway, body: schemas.PredictRequest, request_id: str, use_cache: bool, explain: bool
+) -> tuple[Scored, Answer]:
     """The body of /predict, /predict_cached and /explain: `body.batch` is still raw JSON, checked by the model's
     parser."""
-    scored = current_gateway().predictions.predict(
-        body.batch, body.applicant_id, g.request_id, use_cache=use_cache, explain=explain
+    scored = gateway.predictions.predict(
+        body.batch, body.applicant_id, request_id, use_cache=use_cache, explain=explain
     )
     model = scored.models[VARIANT_A]
-    g.log_fields = {"variant": VARIANT_A, "version": model.version, "rows": len(scored.probabilities)}
-    answer = {"request_id": g.request_id, "model": model_ref(model), "predictions": scored.probabilities}
-    return scored, answer | risk_fields(scored)
+    fields = {"variant": VARIANT_A, "version": model.version, "rows": len(scored.probabilities)}
+    answer = {"request_id": request_id, "model": model_ref(model), "predictions": scored.probabilities}
+    return scored, (answer | risk_fields(scored), fields)
+
+
+# Each scoring route as a plain function of the gateway, the checked body and the request id, returning the answer
+# and the access line's fields: the Flask views below and serving.fast_path (the same routes without Flask's
+# per-request work, for requests that are plainly well-formed) both answer through these.
+def predict_answer(gateway: Gateway, body: schemas.PredictRequest, request_id: str) -> Answer:
+    return _score_with_production(gateway, body, request_id, use_cache=False, explain=body.explain)[1]
+
+
+def explain_answer(gateway: Gateway, body: schemas.PredictRequest, request_id: str) -> Answer:
+    return _score_with_production(gateway, body, request_id, use_cache=False, explain=True)[1]
+
+
+def cached_answer(gateway: Gateway, body: schemas.PredictRequest, request_id: str) -> Answer:
+    scored, (answer, fields) = _score_with_production(gateway, body, request_id, use_cache=True, explain=body.explain)
+    fields["cache_hits"] = scored.cache_hits
+    cached = {"cached": scored.cache_hits == len(scored.probabilities), "cache_hits": scored.cache_hits}
+    return answer | cached, fields
+
+
+def ab_answer(gateway: Gateway, body: schemas.ABPredictRequest, request_id: str) -> Answer:
+    scored = gateway.predictions.predict_ab(
+        body.batch, body.applicant_id, body.variant, request_id, explain=body.explain
+    )
+    variant = scored.variants[0] if len(set(scored.variants)) == 1 else "mixed"
+    versions = [scored.models[v].version for v in scored.variants]
+    fields = {"variant": variant, "version": ",".join(sorted(set(versions))), "rows": len(versions)}
+    answer = {
+        "request_id": request_id,
+        "variant": variant,
+        "staging_available": scored.staging_routable,
+        "predictions": scored.probabilities,
+        "variants": scored.variants,
+        "versions": versions,
+        "models": {v: model_ref(m) for v, m in scored.models.items()},
+    }
+    return answer | risk_fields(scored), fields
+
+
+@dataclass(frozen=True)
+class ScoringRoute:
+    """A scoring route: its path, view name (the endpoint label of metrics and logs), body model and answer."""
+
+    path: str
+    view: str
+    body: type[schemas.PredictRequest]
+    answer: Callable[[Gateway, Any, str], Answer]
+
+
+SCORING_ROUTES = (
+    ScoringRoute("/predict", "predict", schemas.PredictRequest, predict_answer),
+    ScoringRoute("/explain", "explain", schemas.PredictRequest, explain_answer),
+    ScoringRoute("/predict_cached", "predict_cached", schemas.PredictRequest, cached_answer),
+    ScoringRoute("/predict_ab", "predict_ab", schemas.ABPredictRequest, ab_answer),
+)
+
+
+def _answer_with_flask(answer: Callable[[Gateway, Any, str], Answer], body: schemas.PredictRequest) -> Response:
+    fields: dict[str, Any]
+    answered, fields = answer(current_gateway(), body, g.request_id)
+    g.log_fields = fields
+    return jsonify(answered)
 
 
 @blueprint.post("/predict", responses={200: schemas.PredictResponse, **ERRORS}, summary="Score with production")
 def predict(body: schemas.PredictRequest) -> Response:
-    _, answer = _score_with_production(body, use_cache=False, explain=body.explain)
-    return jsonify(answer)
+    return _answer_with_flask(predict_answer, body)
 
 
 @blueprint.post(
@@ -72,8 +137,7 @@ def predict(body: schemas.PredictRequest) -> Response:
     summary="Score with production and give each row's reason codes",
 )
 def explain(body: schemas.PredictRequest) -> Response:
-    _, answer = _score_with_production(body, use_cache=False, explain=True)
-    return jsonify(answer)
+    return _answer_with_flask(explain_answer, body)
 
 
 @blueprint.post(
@@ -82,11 +146,7 @@ def explain(body: schemas.PredictRequest) -> Response:
     summary="Score with production through the Redis cache",
 )
 def predict_cached(body: schemas.PredictRequest) -> Response:
-    scored, answer = _score_with_production(body, use_cache=True, explain=body.explain)
-    g.log_fields["cache_hits"] = scored.cache_hits
-    return jsonify(
-        {**answer, "cached": scored.cache_hits == len(scored.probabilities), "cache_hits": scored.cache_hits}
-    )
+    return _answer_with_flask(cached_answer, body)
 
 
 @blueprint.post(
@@ -95,21 +155,4 @@ def predict_cached(body: schemas.PredictRequest) -> Response:
     summary="A/B: production (A) or staging (B), sticky per applicant",
 )
 def predict_ab(body: schemas.ABPredictRequest) -> Response:
-    scored = current_gateway().predictions.predict_ab(
-        body.batch, body.applicant_id, body.variant, g.request_id, explain=body.explain
-    )
-    variant = scored.variants[0] if len(set(scored.variants)) == 1 else "mixed"
-    versions = [scored.models[v].version for v in scored.variants]
-    g.log_fields = {"variant": variant, "version": ",".join(sorted(set(versions))), "rows": len(versions)}
-    return jsonify(
-        {
-            "request_id": g.request_id,
-            "variant": variant,
-            "staging_available": scored.staging_routable,
-            "predictions": scored.probabilities,
-            "variants": scored.variants,
-            "versions": versions,
-            "models": {v: model_ref(m) for v, m in scored.models.items()},
-        }
-        | risk_fields(scored)
-    )
+    return _answer_with_flask(ab_answer, body)

@@ -1,4 +1,4 @@
-"""The closed loop, end to end, against a real tracking server, a real Redis and a real gunicorn gateway: drifted
+"""The closed loop, end to end, against a real tracking server, a real Redis and a real gateway: drifted
 traffic through the gateway → credit_drift flags it → credit_retrain registers a new staging version →
 credit_promote (approval answered through Airflow's REST API) promotes it → the running gateway serves the new
 version, with no failed request while traffic flows the whole time.
@@ -68,7 +68,8 @@ class Traffic:
 
 
 class LoopGateway:
-    """A Redis and gunicorn gateways (2 workers) polling the registry every second, started for a model by name."""
+    """A Redis and gateways (`python -m serving`, 2 workers) polling the registry every second, started for a model
+    by name."""
 
     def __init__(self, tracking_uri: str, folder: Path, running: ExitStack):
         self.tracking_uri, self.folder, self.running = tracking_uri, folder, running

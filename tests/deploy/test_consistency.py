@@ -19,6 +19,7 @@ from monitoring.settings import MonitoringSettings
 from orchestration.portfolio import MonthlyPortfolioSettings
 from orchestration.settings import OrchestrationSettings
 from registry.settings import RegistrySettings
+from serving.server import ServerSettings
 from serving.settings import ServingSettings
 from steps.settings import PipelineSettings
 from tests.deploy.conftest import (
@@ -66,8 +67,18 @@ def settings_variables(settings: type[BaseSettings]) -> set[str]:
     return names
 
 
-def gunicorn_variables() -> set[str]:
-    return set(re.findall(r'os\.environ\.get\("(\w+)"', (REPO / "serving" / "gunicorn_conf.py").read_text()))
+def environ_variables(module: str) -> set[str]:
+    """The variables a module reads with os.environ.get (serving/gunicorn_conf.py, serving/server.py)."""
+    return set(re.findall(r'os\.environ\.get\("(\w+)"', (REPO / module).read_text()))
+
+
+def server_variables() -> set[str]:
+    """What `python -m serving` reads before the app does: its ServerSettings and either server's own variables."""
+    return (
+        settings_variables(ServerSettings)
+        | environ_variables("serving/gunicorn_conf.py")
+        | environ_variables("serving/server.py")
+    )
 
 
 def mlflow_variables() -> set[str]:
@@ -95,8 +106,8 @@ def readers() -> dict[str, set[str]]:
     client = mlflow_client_variables() | STANDARD
     airflow = settings_variables(PipelineSettings) | registry | settings_variables(MonitoringSettings) | client
     return {
-        # gunicorn + serving.wsgi: ServingSettings, the registry client (RegistrySettings.of), gunicorn_conf.py.
-        "gateway": settings_variables(ServingSettings) | registry | gunicorn_variables() | client,
+        # `python -m serving` + serving.wsgi: ServingSettings, the registry client (RegistrySettings.of), the server.
+        "gateway": settings_variables(ServingSettings) | registry | server_variables() | client,
         # docker/trainer-entrypoint.sh: `mlflow run . -e main` (PipelineSettings, the registry's gate and promotion)
         # and `python -m registry status`; it runs no drift job (no MonitoringSettings).
         "trainer": settings_variables(PipelineSettings) | registry | client,
@@ -155,7 +166,8 @@ def compose_services() -> dict[str, Any]:
 def test_settings_variables_are_found() -> None:
     serving = settings_variables(ServingSettings)
     assert {"SERVING_ADMIN_TOKEN", "REDIS_URL", "MLFLOW_TRACKING_URI", "CREDIT_REGISTERED_MODEL_NAME"} <= serving
-    assert gunicorn_variables() == {"SERVING_BIND", "SERVING_WORKERS", "SERVING_TIMEOUT_S", "PROMETHEUS_MULTIPROC_DIR"}
+    assert environ_variables("serving/gunicorn_conf.py") == {"SERVING_TIMEOUT_S"}  # the rest via ServerSettings
+    assert {"SERVING_SERVER", "SERVING_LOG_FILE", "SERVING_WORKERS", "PROMETHEUS_MULTIPROC_DIR"} <= server_variables()
     assert {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_SERVER_ALLOWED_HOSTS", "MLFLOW_DISABLE_TELEMETRY"} <= mlflow_variables()
 
 

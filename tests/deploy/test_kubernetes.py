@@ -5,20 +5,19 @@ disruption budget and 90/10 canary are what the code and the issue need."""
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Any
 
 import yaml
 
-from tests.deploy.conftest import KUBERNETES, REPO, by_kind, load_yaml, run, tool
+from tests.deploy.conftest import KUBERNETES, by_kind, load_yaml, run, tool
 
 KUBERNETES_VERSION = "1.32.0"  # deploy/terraform's default EKS version
 
 
 def graceful_timeout() -> int:
-    match = re.search(r"^graceful_timeout = (\d+)", (REPO / "serving" / "gunicorn_conf.py").read_text(), re.M)
-    assert match
-    return int(match.group(1))
+    from serving.server import GRACEFUL_TIMEOUT_S
+
+    return GRACEFUL_TIMEOUT_S
 
 
 def test_every_rendered_manifest_is_valid(rendered: dict[str, list[dict[str, Any]]], tmp_path) -> None:

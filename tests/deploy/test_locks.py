@@ -31,7 +31,7 @@ def full() -> dict[str, str]:
 
 def test_the_serving_lock_holds_the_client_and_no_training_stack(full: dict[str, str]) -> None:
     serving = pins(REPO / "requirements-serving.lock")
-    assert {"mlflow-skinny", "onnxruntime", "flask", "gunicorn", "redis"} <= set(serving)
+    assert {"mlflow-skinny", "onnxruntime", "flask", "granian", "gunicorn", "redis"} <= set(serving)
     assert not FORBIDDEN_IN_SERVING & set(serving), FORBIDDEN_IN_SERVING & set(serving)
     assert len(serving) < len(full) / 2
 

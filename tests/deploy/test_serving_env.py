@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.gateway_memory import heavy_libraries, workers_of
+from scripts.gateway_memory import heavy_libraries
+from scripts.gateway_process import server_workers
 from tests.conftest import RedisProcess, Served, running_gateway
 from tests.deploy.conftest import REPO, SERVING_VENV, missing_tool
 
@@ -94,5 +95,5 @@ def test_the_gateway_serves_a_real_model_in_the_serving_only_environment(serving
             assert len(answer.json()["predictions"]) == 2
         assert session.post(f"{url}/predict_ab", json={"batch": [ROW]}, timeout=10).status_code == 200
         assert session.get(f"{url}/metrics", timeout=10).status_code == 200
-    for worker in workers_of(process.pid):
+    for worker in server_workers(process.pid):
         assert heavy_libraries(worker) == [], f"worker {worker} mapped {heavy_libraries(worker)}"

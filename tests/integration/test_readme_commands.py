@@ -69,6 +69,10 @@ def test_run_main_runs_the_pipeline_starts_redis_and_the_gateway_and_make_stop_s
         )  # fmt: skip
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
         output = result.stdout
+        # Off a terminal: progress as plain lines (no bar's carriage returns), and no onnxruntime quantizer chatter.
+        assert "\r" not in output + result.stderr
+        assert "Quantization parameters" not in output + result.stderr
+        assert "train MLP: " in result.stderr and " epochs/s" in result.stderr
         assert "first deployment: credit-scoring version 1 is now in production" in output + result.stderr
         status_table = output.split("model credit-scoring", 1)[1]
         assert "production" in status_table and "staging" in status_table

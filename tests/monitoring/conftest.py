@@ -1,4 +1,4 @@
-"""Real servers for the monitoring tests: a registered model (the shared `served`), a Redis, a gunicorn
+"""Real servers for the monitoring tests: a registered model (the shared `served`), a Redis, a
 gateway writing the prediction stream, and the Prometheus/Pushgateway binaries (skipped locally when absent, a
 failure under CI)."""
 
@@ -32,7 +32,8 @@ def require_binary(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def gateway_process(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    """One gunicorn gateway (2 workers) with its own Redis for the monitoring tests; the log flushes every 0.1 s."""
+    """One gateway (`python -m serving`, 2 workers) with its own Redis for the monitoring tests; the log flushes every
+    0.1 s."""
     folder = tmp_path_factory.mktemp("monitored-gateway")
     redis_server = RedisProcess(folder)
     redis_server.start()

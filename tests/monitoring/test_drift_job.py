@@ -1,4 +1,4 @@
-"""The drift job end to end: a real gunicorn gateway fills a real Redis stream, the job reports to a real MLflow
+"""The drift job end to end: a real gateway fills a real Redis stream, the job reports to a real MLflow
 server; undrifted traffic is not flagged, shifted income and a new category are, versions are reported apart."""
 
 from __future__ import annotations

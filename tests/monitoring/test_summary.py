@@ -48,11 +48,12 @@ def test_a_stable_snapshot() -> None:
     )
     assert summary == {
         "verdict": "stable",
+        "verdict_reason": "every PSI below 0.1; Evidently finds 0% of features drifted (dataset drift from 50%)",
         "verdict_level": 0,
         "drift_share": 0.0,
         "drifted_features": 0,
         "drifted_feature_names": [],
-        "dataset_drift": 0,
+        "evidently_dataset_drift": 0,
         "score_drift_method": "Wasserstein distance (normed)",
         "score_drift_score": 0.05,
         "score_drifted": 0,
@@ -69,17 +70,26 @@ def test_a_stable_snapshot() -> None:
 
 
 @pytest.mark.parametrize(
-    ("share", "psi", "failed", "verdict"),
+    ("share", "psi", "failed", "verdict", "dataset_drift", "reason"),
     [
-        (0.0, {"Income": 0.12, "Home": 0.0, SCORE_COLUMN: 0.0}, set(), "watch"),  # a PSI in 0.10-0.25
-        (0.5, {"Income": 0.05, "Home": 0.0, SCORE_COLUMN: 0.0}, {"Income"}, "act"),  # Evidently's dataset drift
-        (0.0, {"Income": 0.05, "Home": 0.0, SCORE_COLUMN: 0.0}, {SCORE_COLUMN}, "stable"),  # Evidently alone
-        (0.0, {"Income": 0.0, "Home": 0.0, SCORE_COLUMN: 0.26}, set(), "act"),  # the score's PSI above 0.25
+        (0.0, {"Income": 0.12, "Home": 0.0, SCORE_COLUMN: 0.0}, set(), "watch", 0,
+         "PSI from 0.1 to 0.25 for Income"),  # a PSI in 0.10-0.25
+        (0.5, {"Income": 0.05, "Home": 0.0, SCORE_COLUMN: 0.0}, {"Income"}, "act", 1,
+         "Evidently finds 50% of features drifted, at least 50% (Evidently's dataset drift)"),
+        (0.0, {"Income": 0.05, "Home": 0.0, SCORE_COLUMN: 0.0}, {SCORE_COLUMN}, "stable", 0,
+         "every PSI below 0.1; Evidently finds 0% of features drifted (dataset drift from 50%)"),  # Evidently alone
+        # The score's PSI above 0.25: act, though Evidently's dataset-level test says no drift, and the reason says so.
+        (0.0, {"Income": 0.0, "Home": 0.0, SCORE_COLUMN: 0.26}, set(), "act", 0,
+         f"PSI above 0.25 for {SCORE_COLUMN}"),
     ],
-)
-def test_the_verdict(share: float, psi: dict[str, float], failed: set[str], verdict: str) -> None:
+)  # fmt: skip
+def test_the_verdict(
+    share: float, psi: dict[str, float], failed: set[str], verdict: str, dataset_drift: int, reason: str
+) -> None:
     summary = summarize(snapshot(share, psi, failed), ["Income", "Home"], THRESHOLDS)
     assert summary["verdict"] == verdict
+    assert summary["verdict_reason"] == reason
+    assert summary["evidently_dataset_drift"] == dataset_drift
     assert summary["drifted_feature_names"] == [f for f in ["Income", "Home"] if f in failed]
 
 

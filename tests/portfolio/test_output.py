@@ -14,8 +14,8 @@ import pytest
 
 from portfolio.errors import PortfolioInputError
 from portfolio.output import MANIFEST, OutputFolder
-from portfolio.progress import Progress
 from portfolio.sources import open_inputs, parts
+from scoring.progress import Progress
 
 IDENTITY = {
     "model": {"name": "credit-scoring", "version": "3", "precision": "fp32"},
@@ -97,8 +97,8 @@ def test_a_parquet_file_corrupt_part_way_is_named(tmp_path: Path) -> None:
 
 
 def test_without_a_terminal_progress_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="portfolio.progress")
-    with Progress(total_rows=3000, interval_s=1e-9) as progress:
+    caplog.set_level(logging.INFO, logger="scoring.progress")
+    with Progress(total=3000, interval_s=1e-9) as progress:
         progress.skip(1000)
         progress.update(500)
     assert caplog.messages and caplog.messages[-1].startswith("scoring: 1,500 of 3,000 rows (1,000 finished before), ")

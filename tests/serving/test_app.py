@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import replace
@@ -13,6 +14,8 @@ import pandas as pd
 import pytest
 import redis
 from mlflow.tracking import MlflowClient
+from werkzeug.test import Client
+from werkzeug.wrappers import Response
 
 from registry.promotion import promote
 from registry.resolve import resolve
@@ -529,3 +532,50 @@ def _predictions_counted(client) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("gateway_predictions_total{")
     )
+
+
+ROW = {"values": [9, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.0, 0.0, 800, 846]}
+JSON_TYPE = {"Content-Type": "application/json"}
+JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/predict", json.dumps({"batch": [ROW, ROW]}), JSON_TYPE),
+        ("/predict_ab", json.dumps({"batch": [ROW], "applicant_id": "a-17"}), JSON_TYPE),
+        ("/predict_ab", json.dumps({"batch": [ROW], "variant": "A"}), JSON_UTF8),
+        ("/predict_cached", json.dumps({"batch": [ROW]}), JSON_TYPE),
+        ("/explain", json.dumps({"batch": [ROW]}), JSON_TYPE),
+        ("/predict", json.dumps({"batch": [ROW] * 101}), JSON_TYPE),  # 413 from the gateway's own check
+        ("/predict", json.dumps({"batch": [{"values": [1, 2]}]}), JSON_TYPE),  # 422 naming the row (ApiError)
+        ("/predict", json.dumps({"batch": [ROW], "extra": 1}), JSON_TYPE),  # 422 from the body model (replayed)
+        ("/predict", '{"batch": [{"values": [NaN, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.0, 0.0, '
+                     '800, 846]}]}', JSON_TYPE),  # NaN literal: not strict JSON, replayed, still "missing"
+        ("/predict", "{not json", JSON_TYPE),
+        ("/predict", json.dumps({"batch": [ROW]}), {"Content-Type": "application/jsonl"}),  # not JSON for Flask
+        ("/predict_ab", json.dumps({"batch": [ROW], "variant": "C"}), JSON_TYPE),
+    ],
+)  # fmt: skip
+def test_the_fast_path_answers_exactly_as_the_flask_app(app, client, path: str, body: str, headers) -> None:
+    """Every scoring request gets the same status, headers, body, metrics and access line with or without
+    serving/fast_path.py in front of the Flask app (the request id is the caller's, so the bodies compare whole)."""
+    flask_alone = Client(app.wsgi_app.flask_app, Response)
+    gateway = gateway_of(app)
+    answers, lines = [], []
+    for sender in (client, flask_alone):
+        redis.Redis.from_url(gateway.settings.redis_url).flushdb()  # /predict_cached: a miss both times
+        sink = io.BytesIO()
+        gateway.telemetry.access_log = AccessLog(sink)
+        logging.getLogger(AccessLog.name).setLevel(logging.INFO)
+        try:
+            response = sender.post(path, data=body, headers={**headers, "X-Request-ID": "req-1"})
+        finally:
+            logging.getLogger(AccessLog.name).setLevel(logging.NOTSET)
+        answers.append((response.status_code, response.headers["Content-Type"], response.headers["X-Request-ID"],
+                        json.loads(response.data)))  # fmt: skip
+        (line,) = [json.loads(text) for text in sink.getvalue().splitlines()]
+        lines.append({key: value for key, value in line.items() if key not in {"ts", "latency_ms"}})
+    assert answers[0] == answers[1]
+    assert lines[0] == lines[1]
+    assert answers[0][2] == "req-1" and lines[0]["request_id"] == "req-1"

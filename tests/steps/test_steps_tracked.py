@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
@@ -15,6 +16,8 @@ from steps.benchmark import parse_batch_sizes
 from steps.convert import convert
 from steps.errors import CheckFailedError, UserInputError
 from steps.model import MLPParams
+from steps.onnx_model import _QuantizerChatter, load_onnx_model
+from steps.onnx_model import quantize as quantize_dynamic_model
 from steps.prepare import load_prepared, prepare
 from steps.quantize import quantize
 from steps.train import train
@@ -199,3 +202,20 @@ def test_bad_batch_sizes_name_the_parameter() -> None:
     for text in ("", "a b", "0 4"):
         with pytest.raises(UserInputError, match="batch-sizes"):
             parse_batch_sizes(text)
+
+
+def test_quantizing_the_pipelines_graph_keeps_onnxruntimes_info_chatter_out_of_the_log(
+    pipeline_runs, caplog: pytest.LogCaptureFixture
+) -> None:
+    mlflow.set_tracking_uri(pipeline_runs.settings.tracking_uri)
+    graph = load_onnx_model(pipeline_runs.converted.model_uri)
+    schema = load_prepared(pipeline_runs.prepared.run_id).schema
+    caplog.set_level(logging.INFO)
+    quantize_dynamic_model(graph, schema)
+    assert not [r for r in caplog.records if "Quantization parameters" in r.getMessage()], caplog.text
+    # What it filters: onnxruntime's INFO lines through the root logger; its warnings, and everyone else's INFO, pass.
+    chatter = _QuantizerChatter()
+    line = logging.makeLogRecord({"levelno": logging.INFO, "pathname": "/x/onnxruntime/quantization/onnx_quantizer.py"})
+    assert not chatter.filter(line)
+    assert chatter.filter(logging.makeLogRecord({**line.__dict__, "levelno": logging.WARNING}))
+    assert chatter.filter(logging.makeLogRecord({"levelno": logging.INFO, "pathname": "/repo/steps/quantize.py"}))
