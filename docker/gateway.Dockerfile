@@ -13,9 +13,12 @@ COPY docker/build-venv.sh docker/byte-compile.sh /tmp/
 COPY requirements-serving.lock /tmp/requirements-serving.lock
 RUN /tmp/build-venv.sh /tmp/requirements-serving.lock \
     # onnxruntime's C library (for C/C++ callers: its Python binding links its own copy, `ldd` shows no use of it)
-    # and its offline tools (quantization, transformer optimisers): 44 MB the gateway never loads.
-    && ort=/opt/venv/lib/python3.11/site-packages/onnxruntime \
-    && rm -rf "$ort"/capi/libonnxruntime.so.* "$ort"/quantization "$ort"/tools "$ort"/transformers
+    # and its offline tools (quantization, transformer optimisers): 44 MB the gateway never loads. onnx's backend test
+    # data and numpy's own test suites: 34 MB more that no import reaches (room for granian's 22 MB server binary).
+    && site=/opt/venv/lib/python3.11/site-packages && ort=$site/onnxruntime \
+    && rm -rf "$ort"/capi/libonnxruntime.so.* "$ort"/quantization "$ort"/tools "$ort"/transformers \
+    && rm -rf "$site"/onnx/backend/test \
+    && find "$site"/numpy -type d -name tests -prune -exec rm -rf {} +
 WORKDIR /opt/credit-scoring
 COPY scoring/ scoring/
 COPY registry/ registry/

@@ -44,7 +44,9 @@ def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:
 
 def test_the_images_stay_within_their_size_goals_and_leave_no_dangling_image(stack: Stack) -> None:
     above_base = {image.name: image.above_base_bytes / 1e6 for image in stack.images.built}
-    assert above_base["gateway"] <= 200, above_base
+    # 200 MB until granian became the gateway's server: its Rust binary (a stripped 22 MB .so) is what buys the
+    # kept-alive throughput (docs/benchmarks.md), measured at 216 MB above the base.
+    assert above_base["gateway"] <= 225, above_base
     assert above_base["trainer"] <= 1200, above_base
     # Build stages are tagged (<image>-build) and replaced images removed: nothing untagged piles up.
     assert not stack.new_dangling_images
