@@ -16,6 +16,8 @@ WORKDIR /opt/credit-scoring
 COPY MLproject python_env.yaml conda.yaml requirements.lock ./
 COPY data/ data/
 COPY docker/trainer-entrypoint.sh docker/trainer-entrypoint.sh
+# The basic-auth app's settings of the compose stack's `mlflow` service (MLFLOW_AUTH_CONFIG_PATH).
+COPY docker/mlflow-auth.ini docker/mlflow-auth.ini
 COPY scoring/ scoring/
 COPY registry/ registry/
 COPY steps/ steps/
@@ -26,13 +28,13 @@ COPY portfolio/ portfolio/
 # What its processes import: `mlflow run` and each step, the registry CLI, the drift and portfolio jobs, the server.
 RUN /tmp/byte-compile.sh "scoring registry steps monitoring serving portfolio" steps.main steps.tune registry.cli \
         monitoring.drift monitoring.job portfolio.score portfolio.job portfolio.local_engine evidently.presets \
-        mlflow.cli mlflow.projects mlflow.server.handlers \
+        registry.access mlflow.cli mlflow.projects mlflow.server.handlers mlflow.server.auth \
         mlflow.store.tracking.sqlalchemy_store psycopg
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /nonexistent --shell /usr/sbin/nologin app \
-    && install -d -o app -g app /var/lib/mlflow/artifacts
+    && install -d -o app -g app /var/lib/mlflow/artifacts /var/lib/mlflow/auth /var/lib/mlflow/scrape
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/credit-scoring /opt/credit-scoring
 WORKDIR /opt/credit-scoring

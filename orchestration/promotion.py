@@ -1,5 +1,7 @@
-"""The promotion DAG's tasks: the gate on `staging` vs `production` (nothing moved), a rejected sign-off recorded
-once, and the move of exactly the evaluated version, each safe to run again for the same DAG run."""
+"""The promotion DAG's tasks: the gate on `staging` vs `production` (nothing moved; a parked version is not proposed),
+who may answer the sign-off, a rejected or timed-out sign-off recorded once, and the move of exactly the evaluated
+version after the sign-off is checked again (four eyes, the allow-list, staging and production unchanged), each safe to
+run again for the same DAG run."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from orchestration.settings import OrchestrationError, OrchestrationSettings
+from orchestration.settings import ApprovalPolicy, OrchestrationError, OrchestrationSettings
 from registry import audit
 from registry.errors import RegistryError
 from registry.gate import GateReport
-from registry.promotion import GateEvaluation, MoveResult, gate_report, promote, record_refusal
+from registry.promotion import GateEvaluation, MoveResult, describe_parking, gate_report, promote, record_decision
 from registry.resolve import version_for_alias
 from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, model_exists
@@ -22,6 +24,7 @@ from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, model_exists
 logger = logging.getLogger(__name__)
 
 NOTHING_TO_DO, REFUSED, PASSED = "nothing_to_do", "refused", "passed"
+APPROVE = "Approve"  # ApprovalOperator.APPROVE (Airflow is not imported here; tests/airflow checks they agree)
 
 
 @dataclass(frozen=True)
@@ -56,34 +59,31 @@ def dag_actor(dag_id: str, run_id: str) -> str:
     return audit.dag_run_actor(dag_id, run_id)
 
 
-def _refused_before(settings: RegistrySettings, version: str, actor: str) -> bool:
+def _recorded_before(settings: RegistrySettings, version: str, actor: str, outcome: str) -> bool:
+    """Whether this DAG run (`actor`) recorded this decision on `version` already (a retried or cleared task)."""
     client = MlflowClient(settings.tracking_uri)
-    records = audit.history(
-        client,
-        settings,
-        f"tags.action = 'promote' and tags.outcome = 'refused' and tags.to_version = '{version}' "
-        f"and tags.actor = '{actor}'",
+    return bool(
+        audit.history(client, settings, audit.query(action="promote", outcome=outcome, to_version=version, actor=actor))
     )
-    return bool(records)
 
 
 def _promoted_by(settings: RegistrySettings, version: str, dag_run_actor: str) -> bool:
-    """Whether this DAG run (with or without an approver after its name) moved `version` to production."""
-    client = MlflowClient(settings.tracking_uri)
-    records = audit.history(
-        client,
-        settings,
-        f"tags.action = 'promote' and tags.outcome = 'moved' and tags.to_version = '{version}' "
-        f"and tags.actor LIKE '{dag_run_actor}%'",
-    )
-    return any(r.actor == dag_run_actor or r.actor.startswith(f"{dag_run_actor} ") for r in records)
+    """Whether this DAG run moved `version` to production."""
+    return _recorded_before(settings, version, dag_run_actor, audit.MOVED)
 
 
-def evaluate_staging(settings: RegistrySettings, actor: str, named_explicitly: bool = False) -> GateDecision:
+def evaluate_staging(
+    settings: RegistrySettings,
+    actor: str,
+    named_explicitly: bool = False,
+    propose_parked: bool = False,
+    requested_by: str = "",
+) -> GateDecision:
     """The gate report of the staging version against production, moving nothing.
 
     Nothing to do when the model (unless `named_explicitly` by a Param: then an error) or its staging version is
-    absent, or staging is production already. A refusal is recorded in the audit trail (once per DAG run: `actor`
+    absent, staging is production already, or the staging version is parked (rejected, or refused by the gate,
+    since it was staged) unless `propose_parked`. A refusal is recorded in the audit trail (once per DAG run: `actor`
     names it), as `registry promote` records one.
     """
     client = MlflowClient(settings.tracking_uri)
@@ -95,6 +95,11 @@ def evaluate_staging(settings: RegistrySettings, actor: str, named_explicitly: b
     staged = version_for_alias(client, name, STAGING_ALIAS)
     if staged is None:
         return GateDecision(NOTHING_TO_DO, name, f"nothing to do: {name} has no {STAGING_ALIAS} version")
+    parked = None if propose_parked else audit.parked_by(client, settings, str(staged.version))
+    if parked is not None:
+        return GateDecision(
+            NOTHING_TO_DO, name, f"nothing to do: {name} version {staged.version} is {describe_parking(parked)}"
+        )
     evaluation = gate_report(str(staged.version), settings)
     version, incumbent, report = evaluation.version, evaluation.incumbent_version, evaluation.report
     if report is None:
@@ -112,20 +117,20 @@ def evaluate_staging(settings: RegistrySettings, actor: str, named_explicitly: b
     if report.passed:
         return GateDecision(PASSED, message=f"the gate passed {name} version {version} ({replacing})", **common)
     failed = ", ".join(f"{check.name} ({check.detail})" for check in report.failed_checks)
-    if _refused_before(settings, version, actor):
+    if _recorded_before(settings, version, actor, audit.REFUSED):
         logger.info("the refusal of version %s is in the audit trail already (an earlier attempt)", version)
     else:
-        record_refusal(settings, evaluation, actor, "", report)
+        record_decision(settings, evaluation, audit.REFUSED, actor, "", requested_by=requested_by)
     return GateDecision(REFUSED, message=f"the gate refused {name} version {version}: {failed}", **common)
 
 
 def approver_of(answer: Mapping[str, Any] | None) -> str | None:
-    """Who answered an approval (the HITL answer's `responded_by_user`: id and name), None without an answer."""
+    """Who answered an approval (the HITL answer's `responded_by_user` id), None without one."""
     if not answer:
         return None
     user = answer.get("responded_by_user") or {}
-    name = (user.get("name") or user.get("id")) if isinstance(user, Mapping) else user
-    return str(name) if name else "unknown user"
+    name = (user.get("id") or user.get("name")) if isinstance(user, Mapping) else user
+    return str(name) if name else None
 
 
 def chosen_option(answer: Mapping[str, Any] | None) -> str | None:
@@ -133,48 +138,136 @@ def chosen_option(answer: Mapping[str, Any] | None) -> str | None:
     return str(options[0]) if options else None
 
 
-def record_rejection(decision: GateDecision, rejected_by: str, dag_run_actor: str, settings: RegistrySettings) -> bool:
-    """Record a rejected sign-off in the audit trail as a refusal, once per DAG run; production is not touched.
+def proposer_of(settings: RegistrySettings, version: str) -> str:
+    """The person who last staged `version` ('' when unknown: a scheduled pipeline run)."""
+    client = MlflowClient(settings.tracking_uri)
+    staged = audit.history(client, settings, audit.query(action="stage", outcome=audit.MOVED, to_version=version))
+    return staged[0].requested_by if staged else ""
 
-    Returns whether a record was written (False: an earlier attempt wrote it).
-    """
-    actor = f"{dag_run_actor} rejected by {rejected_by}"
+
+def assigned_approvers(policy: ApprovalPolicy, excluded: set[str]) -> list[str] | None:
+    """The users the sign-off is assigned to (Airflow then takes no one else's answer): the allow-list without the
+    excluded users (the requester and proposer, under four eyes); None without an allow-list (anyone may answer;
+    the promote task still applies four eyes). An allow-list that leaves nobody is an error."""
+    if not policy.allowed:
+        return None
+    eligible = sorted(policy.allowed - excluded) if policy.four_eyes else sorted(policy.allowed)
+    if not eligible:
+        raise OrchestrationError(
+            f"nobody may answer this sign-off: CREDIT_APPROVERS ({', '.join(sorted(policy.allowed))}) holds only the "
+            f"user(s) who asked for it ({', '.join(sorted(excluded))}) and four eyes are required"
+        )
+    return eligible
+
+
+def sign_off_policy(require_approval: bool, policy: ApprovalPolicy) -> ApprovalPolicy | None:
+    """The policy `promote` checks the sign-off against, or None when no sign-off is needed: only when the Param
+    `require_approval` is off and neither four eyes nor an allow-list is configured."""
+    return policy if require_approval or policy.four_eyes or policy.allowed else None
+
+
+def sign_off_problem(
+    policy: ApprovalPolicy, approver: str | None, excluded: set[str], chosen: str | None = APPROVE
+) -> str | None:
+    """Why a sign-off does not authorise the move (None: it does). `approver` is who answered and `chosen` what,
+    `excluded` the requester and the proposer."""
+    if not approver:
+        return "no approver is recorded for the sign-off"
+    if chosen != APPROVE:
+        return f"the sign-off's answer is {chosen!r} by {approver}, not {APPROVE!r}"
+    if policy.allowed and approver not in policy.allowed:
+        return f"{approver} is not one of the approvers (CREDIT_APPROVERS)"
+    if policy.four_eyes and approver in excluded:
+        return f"four eyes: {approver} asked for this promotion (triggered the run or staged the version)"
+    return None
+
+
+def record_answer(
+    decision: GateDecision,
+    outcome: str,
+    reason: str,
+    dag_run_actor: str,
+    settings: RegistrySettings,
+    approver: str = "",
+    requested_by: str = "",
+) -> bool:
+    """Record a sign-off that moved nothing (rejected, timed out, or refused) in the audit trail, once per DAG run;
+    production is not touched. Returns whether a record was written (False: an earlier attempt wrote it)."""
     evaluation = decision.evaluation()
-    if _refused_before(settings, evaluation.version, actor):
-        logger.info("the rejection of version %s is in the audit trail already", evaluation.version)
+    if _recorded_before(settings, evaluation.version, dag_run_actor, outcome):
+        logger.info("the %s sign-off of version %s is in the audit trail already", outcome, evaluation.version)
         return False
-    record_refusal(settings, evaluation, actor, f"rejected by {rejected_by}", evaluation.report)
-    logger.info("%s version %s: promotion rejected by %s", decision.model, evaluation.version, rejected_by)
+    record_decision(settings, evaluation, outcome, dag_run_actor, reason, approver, requested_by)
+    logger.info("%s version %s: promotion %s (%s)", decision.model, evaluation.version, outcome, reason)
     return True
 
 
 def promote_evaluated(
-    decision: GateDecision, approved_by: str | None, dag_run_actor: str, settings: RegistrySettings
+    decision: GateDecision,
+    dag_run_actor: str,
+    settings: RegistrySettings,
+    *,
+    approved_by: str | None = None,
+    chosen: str | None = APPROVE,
+    requested_by: str = "",
+    policy: ApprovalPolicy | None = None,
 ) -> MoveResult:
     """Promote exactly the version the gate evaluated, over exactly the production version it was evaluated against.
 
-    If production changed while the sign-off was pending, nothing moves: the refusal is recorded and the task fails
-    (the person approved "N replacing M", not "N replacing K"). The gate runs again at the move. Run again for the
-    same DAG run, it moves nothing."""
+    With a `policy`, the sign-off is checked again here (a bypass of Airflow's UI is refused too): an approver must
+    be recorded, have chosen "Approve" (a cleared `promote` after a "Reject" is refused), be on the allow-list (when
+    there is one) and, under four eyes, be neither `requested_by`
+    nor the version's proposer. The version must still be staging, production must still be what the approver saw,
+    and a version in production already (an approval replayed) is not moved again. Each refusal is recorded and the
+    task fails; nothing moves. The gate runs again at the move. Run again for the same DAG run, it moves nothing."""
     evaluation = decision.evaluation()
     version = evaluation.version
     if _promoted_by(settings, version, dag_run_actor):
         message = f"{decision.model} version {version} was promoted by this DAG run already"
         logger.info(message)
         return MoveResult("no-op", decision.model, version, version, message)
-    actor = f"{dag_run_actor} approved by {approved_by}" if approved_by else dag_run_actor
+    problem = _move_problem(settings, evaluation, approved_by, chosen, requested_by, policy)
+    if problem is not None:
+        record_answer(decision, audit.REFUSED, problem, dag_run_actor, settings, approved_by or "", requested_by)
+        raise OrchestrationError(f"{decision.model} version {version} was not promoted: {problem}")
+    reason = f"approved by {approved_by}" if approved_by else "scheduled promotion (no sign-off required)"
+    return promote(
+        version=version,
+        reason=reason,
+        actor=dag_run_actor,
+        settings=settings,
+        approver=approved_by or "",
+        requested_by=requested_by,
+    )
+
+
+def _move_problem(
+    settings: RegistrySettings,
+    evaluation: GateEvaluation,
+    approved_by: str | None,
+    chosen: str | None,
+    requested_by: str,
+    policy: ApprovalPolicy | None,
+) -> str | None:
+    version = evaluation.version
+    if policy is not None:
+        excluded = {user for user in (requested_by, proposer_of(settings, version)) if user}
+        problem = sign_off_problem(policy, approved_by, excluded, chosen)
+        if problem is not None:
+            return problem
     current = _production_now(settings)
+    if current == version:
+        return f"version {version} is in production already (an approval replayed?)"
     if current != evaluation.incumbent_version:
         # The approver signed off "version N replacing M"; replacing another version is not what was approved.
-        reason = (
+        return (
             f"production changed from {evaluation.incumbent_version or 'none'} to {current or 'none'} during the "
             "sign-off: run credit_promote again"
         )
-        if not _refused_before(settings, version, actor):
-            record_refusal(settings, evaluation, actor, reason, evaluation.report)
-        raise OrchestrationError(f"{decision.model} version {version} was not promoted: {reason}")
-    reason = f"approved by {approved_by}" if approved_by else "scheduled promotion (no sign-off required)"
-    return promote(version=version, reason=reason, actor=actor, settings=settings)
+    staged = version_for_alias(MlflowClient(settings.tracking_uri), settings.model_name, STAGING_ALIAS)
+    if staged is None or str(staged.version) != version:
+        return f"version {version} is no longer staging (staging: {staged.version if staged else 'none'})"
+    return None
 
 
 def _production_now(settings: RegistrySettings) -> str | None:

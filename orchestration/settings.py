@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registry.errors import validation_problems
 from registry.settings import RegisteredModelSettings
@@ -50,6 +50,23 @@ class OrchestrationSettings(RegisteredModelSettings):
             return self.tracking_uri
         connection = (lookup or airflow_connection)(self.mlflow_conn_id)
         return connection_uri(connection, self.mlflow_conn_id)
+
+
+class ApprovalPolicy(BaseSettings):
+    """Who may answer credit_promote's sign-off (`CREDIT_FOUR_EYES`, `CREDIT_APPROVERS`)."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore")
+
+    # Four eyes: the approver is neither the user who triggered the DAG run nor the one who proposed (staged) the
+    # version. On unless turned off; `make airflow` (one local user) turns it off.
+    four_eyes: bool = True
+    # Comma-separated Airflow user ids; when set, the sign-off is assigned to them alone (Airflow refuses anyone
+    # else's answer) and the promote task checks it again. Empty: any user who may answer Airflow's approvals.
+    approvers: str = ""
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.approvers.split(",") if name.strip())
 
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:

@@ -355,14 +355,14 @@ def _int8_section(client: MlflowClient, model: ResolvedModel, source: Run | None
 
 
 def _gate_section(client: MlflowClient, settings: RegistrySettings, model: ResolvedModel) -> Section:
-    records = audit.history(client, settings, f"tags.to_version = '{model.version}'")
+    records = audit.history(client, settings, audit.query(to_version=model.version))
     verdicts = [r for r in records if r.gate_verdict in GATE_VERDICTS]
     if not verdicts:
         return Section("Promotion gate verdicts", paragraphs=["The gate has not evaluated this version yet."])
     return Section(
         "Promotion gate verdicts",
-        table=[["at", "action", "verdict", "outcome", "actor", "reason"]]
-        + [[r.at, r.action, r.gate_verdict, r.outcome, r.actor, r.reason or ""] for r in verdicts],
+        table=[["at", "action", "verdict", "outcome", "actor", "approver", "reason"]]
+        + [[r.at, r.action, r.gate_verdict, r.outcome, r.actor, r.approver, r.reason or ""] for r in verdicts],
     )
 
 

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from registry import audit
 from registry.card import HTML_FILE, MARKDOWN_FILE, card_location, download_card, write_card
-from registry.errors import RegistryError, first_line
+from registry.errors import RegistryError, access_problem, first_line
 from registry.gate import GateRefusedError
-from registry.promotion import promote, rollback, stage
+from registry.promotion import describe_parking, promote, rollback, stage, staging_or, unpark
 from registry.resolve import get_version, require_model
 from registry.server import check_tracking_server
 from registry.settings import RegistrySettings
@@ -43,7 +43,9 @@ def run_command(settings: RegistrySettings, work: Callable[[], T]) -> T:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except MlflowException as error:
-        click.echo(f"error: MLflow: {first_line(error)}", err=True)
+        # A 401/403 of the server's basic-auth app names the user and what to check, not the REST endpoint.
+        problem = access_problem(error, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+        click.echo(f"error: MLflow: {problem or first_line(error)}", err=True)
         raise SystemExit(1) from None
 
 
@@ -135,15 +137,40 @@ def history(settings: RegistrySettings, limit: int) -> None:
         records = audit.history(client, settings)[:limit]
         if not records:
             return [f"no recorded moves for {settings.model_name}"]
-        rows = [("at", "action", "from", "to", "outcome", "gate", "forced", "actor", "reason")]
+        rows = [("at", "action", "from", "to", "outcome", "gate", "forced", "actor", "approver", "reason")]
         rows += [
             (r.at, r.action, r.from_version or "-", r.to_version, r.outcome, r.gate_verdict, str(r.forced).lower(),
-             r.actor, r.reason or "-")
+             r.actor, r.approver or "-", r.reason or "-")
             for r in records
         ]  # fmt: skip
         return _table(rows)
 
     click.echo("\n".join(run_command(settings, work)))
+
+
+@cli.command(help="Whether a version (default: the staging version) is parked, and why.")
+@click.option("--version", default=None, help="Version number (default: the one with alias staging).")
+@click.pass_obj
+def parked(settings: RegistrySettings, version: str | None) -> None:
+    def work() -> str:
+        client = MlflowClient(settings.tracking_uri)
+        require_model(client, settings.model_name)
+        number = staging_or(client, settings.model_name, version)
+        record = audit.parked_by(client, settings, number)
+        if record is None:
+            return f"{settings.model_name} version {number} is not parked: the promotion DAG proposes it"
+        return f"{settings.model_name} version {number} is {describe_parking(record)}"
+
+    click.echo(run_command(settings, work))
+
+
+@cli.command(name="unpark", help="Propose a parked version (rejected, or refused by the gate) for promotion again.")
+@click.option("--version", required=True, help="Version number.")
+@click.option("--reason", required=True, help="Why it should be proposed again: recorded in the audit trail.")
+@click.pass_obj
+def unpark_command(settings: RegistrySettings, version: str, reason: str) -> None:
+    run_command(settings, lambda: unpark(version, reason=reason, settings=settings))
+    click.echo(f"{settings.model_name} version {version} is no longer parked: the promotion DAG proposes it again")
 
 
 @cli.command(name="card", help="Where the model card of a version is (Markdown and HTML); --refresh rewrites it first.")

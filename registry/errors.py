@@ -31,3 +31,16 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message (its type when it has none): what a one-line CLI error shows."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def access_problem(error: MlflowException, user: str | None) -> str | None:
+    """What a 401 or 403 of the tracking server (its basic-auth app) means, in one line; None for other errors."""
+    if error.error_code == "UNAUTHENTICATED":
+        if not user:
+            return (
+                "not signed in: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the server asks for a user)"
+            )
+        return f"the tracking server refused user {user}'s credentials (check MLFLOW_TRACKING_PASSWORD)"
+    if error.error_code == "PERMISSION_DENIED":
+        return f"permission denied: MLflow user {user or '?'} may not do this (docs/deployment.md, MLflow users)"
+    return None

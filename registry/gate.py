@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 EVALUATION_SPLIT = "test"
 
 
+PASSED, FORCED, REFUSED = "passed", "forced", "refused"  # the verdicts
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -82,8 +85,8 @@ class GateReport:
     @property
     def verdict(self) -> str:
         if self.passed:
-            return "passed"
-        return "forced" if self.forced else "refused"
+            return PASSED
+        return FORCED if self.forced else REFUSED
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "passed": self.passed, "verdict": self.verdict}

@@ -8,7 +8,7 @@ schema rule.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from mlflow.tracking import MlflowClient
@@ -79,6 +79,7 @@ def stage(
     actor: str | None = None,
     allow_schema_change: bool = False,
     settings: RegistrySettings | None = None,
+    requested_by: str | None = None,
 ) -> MoveResult:
     """Point `staging` at `version`: the candidate the gateway serves as variant B and the gate promotes next.
 
@@ -98,20 +99,18 @@ def stage(
         return MoveResult("no-op", name, version, version, f"{name} version {version} is already staged")
     schema = load_version(client, name, version, settings).feature_schema
     from_version = previous.version if previous else None
+    requested_by = audit.current_user() if requested_by is None else requested_by
+    entry = audit.Entry("stage", from_version, version, actor, reason, requested_by=requested_by)
     try:
         require_production_schema(client, settings, schema, f"version {version}", allow_schema_change)
     except SchemaChangeError as error:
         refusal = f"refused: other inputs than production ({', '.join(error.differences)})"
         why = f"{reason}; {refusal}" if reason else refusal
-        audit.start(client, settings, "stage", from_version, version, actor, why, False, None, outcome="refused")
+        audit.record(client, settings, replace(entry, reason=why), audit.REFUSED)
         raise
-    audit_run_id = audit.start(client, settings, "stage", from_version, version, actor, reason, False, None)
-    try:
-        set_alias(client, name, STAGING_ALIAS, version, settings.mirror_stages)
-    except BaseException:
-        audit.finish(client, audit_run_id, "failed")
-        raise
-    audit.finish(client, audit_run_id, "moved")
+    audit_run_id = audit.audited_move(
+        client, settings, entry, lambda: set_alias(client, name, STAGING_ALIAS, version, settings.mirror_stages)
+    )
     message = f"{name} version {version} is now staged (previous: {from_version or 'none'})"
     logger.info(message)
     return MoveResult("stage", name, from_version, version, message, None, audit_run_id)
@@ -139,28 +138,66 @@ def gate_report(version: str | None = None, settings: RegistrySettings | None = 
     return _evaluate(client, settings, version)
 
 
-def record_refusal(
-    settings: RegistrySettings, evaluation: GateEvaluation, actor: str, reason: str, report: gate.GateReport | None
+def record_decision(
+    settings: RegistrySettings,
+    evaluation: GateEvaluation,
+    outcome: str,
+    actor: str,
+    reason: str,
+    approver: str = "",
+    requested_by: str = "",
 ) -> str:
-    """Record in the audit trail that promoting the evaluated version was refused (by the gate or by a person)."""
+    """Record in the audit trail a promotion decision that moved nothing: refused (by the gate or a rule), rejected
+    (by a person) or timed out (nobody answered)."""
     client = MlflowClient(settings.tracking_uri)
-    run_id = audit.start(
-        client,
-        settings,
+    entry = audit.Entry(
         "promote",
         evaluation.incumbent_version,
         evaluation.version,
         actor,
         reason,
-        False,
-        report,
-        outcome="refused",
+        report=evaluation.report,
+        approver=approver,
+        requested_by=requested_by,
     )
+    run_id = audit.record(client, settings, entry, outcome)
     refresh_card(client, settings, evaluation.version)  # the card lists the gate's verdicts
     return run_id
 
 
-def _version_to_promote(client: MlflowClient, name: str, version: str | None) -> str:
+def describe_parking(record: audit.AuditRecord) -> str:
+    """Why a version is parked, in words (the DAG's log, `registry parked`)."""
+    how = (
+        f"rejected by {record.approver or 'unknown user'}"
+        if record.outcome == audit.REJECTED
+        else "refused by the gate"
+    )
+    return (
+        f"parked: {how} at {record.at} ({record.actor}); it is proposed again once staging moves to it anew, after "
+        "`python -m registry unpark --version N --reason ...`, or by a run with the Param propose_parked"
+    )
+
+
+def unpark(version: str, reason: str, actor: str | None = None, settings: RegistrySettings | None = None) -> str:
+    """Ask for a parked version (rejected, or refused by the gate) to be proposed for promotion again."""
+    settings = settings or RegistrySettings()
+    client = MlflowClient(settings.tracking_uri)
+    name = settings.model_name
+    require_model(client, name)
+    version = get_version(client, name, version).version
+    if not reason.strip():
+        raise RegistryError("unparking a version needs a reason (--reason)")
+    parked = audit.parked_by(client, settings, version)
+    if parked is None:
+        raise RegistryError(f"{name} version {version} is not parked")
+    entry = audit.Entry(
+        "unpark", None, version, actor or audit.current_actor(), reason, requested_by=audit.current_user()
+    )
+    return audit.record(client, settings, entry, audit.UNPARKED)
+
+
+def staging_or(client: MlflowClient, name: str, version: str | None) -> str:
+    """`version` checked to exist, or the staging version when None."""
     if version is None:
         staged = version_for_alias(client, name, STAGING_ALIAS)
         if staged is None:
@@ -171,7 +208,7 @@ def _version_to_promote(client: MlflowClient, name: str, version: str | None) ->
 
 def _evaluate(client: MlflowClient, settings: RegistrySettings, version: str | None) -> GateEvaluation:
     name = settings.model_name
-    version = _version_to_promote(client, name, version)
+    version = staging_or(client, name, version)
     incumbent_version = version_for_alias(client, name, PRODUCTION_ALIAS)
     if incumbent_version is not None and incumbent_version.version == version:
         return GateEvaluation(name, version, version, None)
@@ -192,12 +229,18 @@ def promote(
     reason: str = "",
     actor: str | None = None,
     settings: RegistrySettings | None = None,
+    approver: str = "",
+    requested_by: str | None = None,
 ) -> MoveResult:
-    """Promote `version` (default: the `staging` version) to `production` if the gate passes (or `force`)."""
+    """Promote `version` (default: the `staging` version) to `production` if the gate passes (or `force`).
+
+    `approver` is who signed the promotion off (the DAG's sign-off), `requested_by` the person who asked (default:
+    the user running this)."""
     settings = settings or RegistrySettings()
     client = MlflowClient(settings.tracking_uri)
     name = settings.model_name
     actor = actor or audit.current_actor()
+    requested_by = audit.current_user() if requested_by is None else requested_by
     require_model(client, name)
     if force and not reason.strip():
         raise RegistryError("a forced promotion needs a reason (--reason)")
@@ -207,19 +250,17 @@ def promote(
         return MoveResult("no-op", name, version, version, f"{name} version {version} is already in production")
     report.forced, report.reason = force and not report.passed, reason or None
     if not report.passed and not force:
-        record_refusal(settings, evaluated, actor, reason, report)
+        record_decision(settings, evaluated, audit.REFUSED, actor, reason, approver, requested_by)
         raise gate.GateRefusedError(report)
 
-    audit_run_id = audit.start(client, settings, "promote", previous, version, actor, reason, report.forced, report)
-    try:
+    def move() -> None:
         set_alias(client, name, PRODUCTION_ALIAS, version, settings.mirror_stages)
         if _staging_is(client, name, version):
             # The candidate graduated: it is no longer a staging candidate.
             remove_alias(client, name, STAGING_ALIAS)
-    except BaseException:
-        audit.finish(client, audit_run_id, "failed")
-        raise
-    audit.finish(client, audit_run_id, "moved")
+
+    entry = audit.Entry("promote", previous, version, actor, reason, report.forced, report, approver, requested_by)
+    audit_run_id = audit.audited_move(client, settings, entry, move)
     _tag_move(client, settings, version, previous, actor, audit_run_id, report.verdict)
     refresh_card(client, settings, version)
     how = "forced past the gate" if report.forced else "gate passed"
@@ -242,15 +283,12 @@ def rollback(reason: str = "", actor: str | None = None, settings: RegistrySetti
     if target is None:
         raise RegistryError(f"nothing to roll back to: {name} version {current.version} was the first in production")
     get_version(client, name, target)  # the previous version may have been deleted since
-    audit_run_id = audit.start(
-        client, settings, "rollback", current.version, target, actor, reason or "rollback", False, None
+    entry = audit.Entry(
+        "rollback", current.version, target, actor, reason or "rollback", requested_by=audit.current_user()
     )
-    try:
-        set_alias(client, name, PRODUCTION_ALIAS, target, settings.mirror_stages)
-    except BaseException:
-        audit.finish(client, audit_run_id, "failed")
-        raise
-    audit.finish(client, audit_run_id, "moved")
+    audit_run_id = audit.audited_move(
+        client, settings, entry, lambda: set_alias(client, name, PRODUCTION_ALIAS, target, settings.mirror_stages)
+    )
     _tag_move(client, settings, target, current.version, actor, audit_run_id, "rollback")
     message = f"{name} production rolled back from version {current.version} to version {target}"
     logger.info(message)

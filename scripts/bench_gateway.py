@@ -93,10 +93,18 @@ def dataframe_body(rows: list[dict[str, object]], schema) -> str:
     return json.dumps({"dataframe_split": {"columns": schema.features, "data": data}})
 
 
-def wrk(url: str, bodies: list[str], connections: int, duration: int, keep_alive: bool = False) -> dict[str, float]:
+def wrk(
+    url: str,
+    bodies: list[str],
+    connections: int,
+    duration: int,
+    keep_alive: bool = False,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
     """One wrk run, over kept-alive connections or with a new connection per request (`Connection: close`; gunicorn's
     sync workers close after each response anyway, and uvicorn (mlflow models serve) on a kept-alive connection stalls
-    ~40 ms per response (Nagle's algorithm meeting delayed ACKs): its fastest mode is the new connection)."""
+    ~40 ms per response (Nagle's algorithm meeting delayed ACKs): its fastest mode is the new connection). `headers`
+    go with every request (an API key: scripts/bench_auth.py)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
     (folder / "bodies.txt").write_text("\n".join(bodies) + "\n")
     threads = min(2, connections)
@@ -104,6 +112,8 @@ def wrk(url: str, bodies: list[str], connections: int, duration: int, keep_alive
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(folder / "post.lua")]
     if not keep_alive:
         command += ["-H", "Connection: close"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     shutil.rmtree(folder, ignore_errors=True)
 

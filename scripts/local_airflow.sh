@@ -22,6 +22,8 @@ export AIRFLOW__API__BASE_URL="http://127.0.0.1:$port"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-http://127.0.0.1:${MLFLOW_PORT:-5000}}
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+# Local development: one user (admin) answers its own sign-offs. Everywhere else four eyes are on (docs/airflow.md).
+export CREDIT_FOUR_EYES=${CREDIT_FOUR_EYES:-false}
 # The Redis the gateway writes its prediction stream to (`make run`: the machine's on 6379, else a local one on 6380).
 REDIS_URL=$(python scripts/local_redis.py ensure --url "${REDIS_URL:-redis://127.0.0.1:6379/0}" --state .redis \
     --port "${LOCAL_REDIS_PORT:-6380}")

@@ -35,7 +35,10 @@ mkdir -p .gateway
 if ! python -c "import requests, sys; sys.exit(requests.get('$gateway/health', timeout=2).status_code != 200)" 2>/dev/null; then
     # Its log is bounded: rotated at 50 MB, 3 old files kept (serving/log_file.py); server.out gets only what is said
     # before the log file is open (a settings error) and the log writer's own complaints.
+    # A local demo on loopback: no API keys (whatever the shell exports) and /metrics on the gateway's own port,
+    # where monitoring/prometheus/prometheus.yml scrapes it (compose and Kubernetes turn both on: docs/serving.md).
     REDIS_URL=$redis_url SERVING_BIND=127.0.0.1:$gateway_port SERVING_RELOAD_INTERVAL_S=${SERVING_RELOAD_INTERVAL_S:-10} \
+        SERVING_API_KEYS="" SERVING_METRICS_BIND="" SERVING_ENVIRONMENT=development \
         SERVING_LOG_FILE=.gateway/gateway.log nohup python -m serving >.gateway/server.out 2>&1 &
     python scripts/pidfile.py record $! .gateway/gateway.pid
 fi

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -71,6 +72,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--wait", type=float, default=0, help="first wait up to this many seconds for /ready")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("GATEWAY_API_KEY"),
+        help="one of the gateway's SERVING_API_KEYS, when it has any (compose, Kubernetes) [env GATEWAY_API_KEY]",
+    )
     arguments = parser.parse_args()
     if arguments.wait:
         try:
@@ -79,6 +85,8 @@ def main() -> int:
             raise SystemExit(f"error: {error}") from None
     batch = {"batch": applicants(3)}
     session = requests.Session()
+    if arguments.api_key:
+        session.headers["X-API-Key"] = arguments.api_key
     show("POST /predict (3 applicants)", session.post(f"{arguments.url}/predict", json=batch, timeout=10))
     session.post(f"{arguments.url}/predict_cached", json=batch, timeout=10)
     show("POST /predict_cached (second call)", session.post(f"{arguments.url}/predict_cached", json=batch, timeout=10))

@@ -7,6 +7,7 @@ With --redis-url it waits until the prediction stream holds the rows it sent (th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--redis-url", default=None, help="wait until the prediction stream holds what was sent")
     parser.add_argument("--stream", default=STREAM)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("GATEWAY_API_KEY"),
+        help="one of the gateway's SERVING_API_KEYS, when it has any (compose, Kubernetes) [env GATEWAY_API_KEY]",
+    )
     arguments = parser.parse_args()
     data = pd.read_csv(DATA)
     # A random sample: the file's order is not random (its first and last rows differ in distribution).
@@ -50,6 +56,8 @@ def main() -> int:
     sent = 0
     started = time.monotonic()
     with requests.Session() as session:
+        if arguments.api_key:
+            session.headers["X-API-Key"] = arguments.api_key
         for batch in applicant_batches(sample, arguments.batch):
             response = session.post(f"{arguments.url}/predict", json={"batch": batch}, timeout=30)
             if response.status_code != 200:

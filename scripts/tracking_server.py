@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 # Run as `python scripts/tracking_server.py` the repository root is not on the path; the pid files' helper lives there.
@@ -41,11 +42,18 @@ def is_healthy(url: str) -> bool:
         return False
 
 
-def start(root: Path, port: int, backend_uri: str | None = None) -> subprocess.Popen[bytes]:
+def start(
+    root: Path,
+    port: int,
+    backend_uri: str | None = None,
+    app_name: str | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Launch `mlflow server` with its state under `root`; returns at once (see `wait_until_healthy`).
 
     The server runs in a session of its own: it spawns uvicorn, a job runner and queue consumers, and `stop` has to
-    reach them all through the process group.
+    reach them all through the process group. `app_name` "basic-auth" starts MLflow's authentication app (its
+    settings in `environment`: MLFLOW_AUTH_CONFIG_PATH, MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY).
     """
     root = root.resolve()
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -66,8 +74,9 @@ def start(root: Path, port: int, backend_uri: str | None = None) -> subprocess.P
         # Request metrics on /metrics of the same port, scraped by monitoring/prometheus/prometheus.yml.
         "--expose-prometheus",
         str(root / "prometheus"),
+        *(["--app-name", app_name] if app_name else []),
     ]
-    env = dict(os.environ)
+    env = {**os.environ, **(environment or {})}
     # `mlflow server` starts uvicorn by name: the interpreter's bin folder must be on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     # MLflow 3's server job runner (GenAI evaluation jobs, trace roll-ups: nothing this project uses) would start six

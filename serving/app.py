@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask_openapi3.models.info import Info
+from flask_openapi3.models.security_scheme import SecurityScheme
 from flask_openapi3.openapi import OpenAPI
 
 from serving import schemas
@@ -18,13 +21,20 @@ from serving.service import EXTENSION, build_gateway, gateway_of
 from serving.settings import ServingSettings
 from serving.telemetry import install_request_telemetry
 
+# The scoring routes take an API key in either header (serving.auth); /admin/reload its own token.
+SECURITY_SCHEMES: dict[str, SecurityScheme | dict[str, Any]] = {
+    "apiKeyBearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <SERVING_API_KEYS key>"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <SERVING_ADMIN_TOKEN>"},
+}
+
 
 def create_app(settings: ServingSettings | None = None, store: ModelStore | None = None) -> OpenAPI:
     settings = settings or ServingSettings()
     app = OpenAPI(
         __name__,
         info=Info(title="Credit-scoring gateway", version="1.0.0"),
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        security_schemes=SECURITY_SCHEMES,
         doc_prefix="",
         doc_url="/openapi.json",
         validation_error_status=422,
@@ -34,7 +44,7 @@ def create_app(settings: ServingSettings | None = None, store: ModelStore | None
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     register_error_handlers(app)
-    metrics = create_metrics(app)
+    metrics = create_metrics(app, metrics_route=not settings.metrics_bind)
     gateway = build_gateway(settings, metrics, store)
     app.extensions[EXTENSION] = gateway
     install_request_telemetry(app, gateway.telemetry)

@@ -5,7 +5,8 @@ application contexts, URL matching, the request wrapper, hooks, the view wrapper
 ~450 in-process, docs/benchmarks.md "Where one request's time goes"). A POST to /predict, /predict_ab,
 /predict_cached or /explain with a JSON body of a declared length within the limit is answered here: the same body
 model (pydantic), the same answer functions (serving.routes.prediction), the same telemetry (serving.telemetry), the
-same JSON encoding (serving.fast_json), the same error shape (serving.errors). Anything else goes to the Flask app
+same JSON encoding (serving.fast_json), the same error shape (serving.errors), the same API key check
+(serving.auth, before the body is parsed, as the prediction blueprint's hook). Anything else goes to the Flask app
 unchanged, body included, and so does every body this path cannot read as the model's request (not strict JSON, say
 with NaN literals, or not matching the body model: flask-openapi3 words those errors): one implementation of each.
 The gateway's own refusals (`ApiError`: batch limits, no model, a 409) are answered here, with the same body the Flask
@@ -48,6 +49,7 @@ class ScoringFastPath:
 
     def __init__(self, flask_app: WsgiApp, gateway: Gateway, telemetry: RequestTelemetry, max_body_bytes: int):
         self.flask_app, self.gateway, self.telemetry = flask_app, gateway, telemetry
+        self.api_keys = gateway.api_keys
         self.max_body_bytes = max_body_bytes
         self.routes: dict[str, ScoringRoute] = {route.path: route for route in SCORING_ROUTES}
 
@@ -65,16 +67,20 @@ class ScoringFastPath:
             environ["wsgi.input"] = io.BytesIO(raw)
             return self.flask_app(environ, start_response)
         request_id = new_request_id(environ)
+        headers: dict[str, str] = {}
         try:
-            parsed = route.body.model_validate(orjson.loads(raw))
-        except REPLAYED:
-            environ["wsgi.input"] = io.BytesIO(raw)
-            return self.flask_app(environ, start_response)
-        try:
+            # The API key first, as the prediction blueprint's hook does: a caller without one learns nothing of
+            # the body's faults.
+            self.api_keys.require(environ)
+            try:
+                parsed = route.body.model_validate(orjson.loads(raw))
+            except REPLAYED:
+                environ["wsgi.input"] = io.BytesIO(raw)
+                return self.flask_app(environ, start_response)
             answer, fields = route.answer(self.gateway, parsed, request_id)
             status, body = 200, response_body(answer)
         except ApiError as error:  # found before anything was scored, cached or logged; the handler's answer
-            status, fields = error.status, {}
+            status, fields, headers = error.status, {}, error.headers
             body = response_body(error_body(error.status, error.code, error.message, error.details, request_id))
         except Exception:  # a fault, not the client's: what the Flask app's handler answers
             logger.exception("unhandled error")
@@ -82,8 +88,9 @@ class ScoringFastPath:
             body = response_body(error_body(*INTERNAL_ERROR, request_id=request_id))
         start_response(
             status_line(status),
-            [("Content-Type", JSON), ("Content-Length", str(len(body))), ("X-Request-ID", request_id)],
-        )
+            [("Content-Type", JSON), ("Content-Length", str(len(body))), *headers.items(),
+             ("X-Request-ID", request_id)],
+        )  # fmt: skip
         self.telemetry.record("POST", route.view, status, time.perf_counter() - started, request_id, fields)
         return [body]
 

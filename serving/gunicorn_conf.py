@@ -37,6 +37,22 @@ def on_starting(server: Any) -> None:
     prepare_metrics_folder()
 
 
+def when_ready(server: Any) -> None:
+    # SERVING_METRICS_BIND: the master serves the summed metrics (it outlives every worker). Kept on the arbiter, which
+    # a SIGHUP keeps (this module is read again, so a global here would be lost); when_ready runs once per master.
+    if _server.metrics_bind:
+        from serving.server import start_metrics_server
+
+        server.gateway_metrics_server = start_metrics_server(_server.metrics_bind)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # A forked worker inherits the metrics server's listening socket: closed here, it stays the master's alone.
+    metrics_server = getattr(server, "gateway_metrics_server", None)
+    if metrics_server is not None:
+        metrics_server.socket.close()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 

@@ -103,14 +103,18 @@ def _running(pid: int) -> bool:
     return True
 
 
-def create_metrics(app: Flask) -> GatewayMetrics:
+def create_metrics(app: Flask, metrics_route: bool = True) -> GatewayMetrics:
+    """The gateway's metrics; `/metrics` on the app unless `metrics_route` is false (SERVING_METRICS_BIND: the
+    server's own process serves them, serve_multiprocess_metrics)."""
     # A registry per app keeps test apps independent; in multiprocess mode samples live in files anyway. The
     # exporter's own per-request hooks are off: telemetry.py records the same request series for less.
     registry = CollectorRegistry(auto_describe=True)
-    if multiprocess_mode():
+    if not metrics_route:  # no route: the exporter only stands in for the one that would serve them
+        exporter: PrometheusMetrics = PrometheusMetrics(app, path=None, export_defaults=False, registry=registry)
+    elif multiprocess_mode():
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, export_defaults=False, registry=registry)
+        exporter = GunicornInternalPrometheusMetrics(app, export_defaults=False, registry=registry)
     else:
         exporter = PrometheusMetrics(app, export_defaults=False, registry=registry)
     # Each worker's own series, for as long as the worker lives (what a loaded model is: per process).

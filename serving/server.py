@@ -9,9 +9,12 @@
 - `gunicorn`: sync workers (serving/gunicorn_conf.py); each connection is closed after its response.
 
 Both bind SERVING_BIND (127.0.0.1:8000) with SERVING_WORKERS (2) processes, each loading the models itself
-(serving/wsgi.py), and sum their metrics through PROMETHEUS_MULTIPROC_DIR. With SERVING_LOG_FILE the server's output
-(the JSON access and application lines) goes to that file, rotated at SERVING_LOG_MAX_BYTES with SERVING_LOG_BACKUPS
-old files kept (serving/log_file.py); without it, to stdout, where a container's collector ships it.
+(serving/wsgi.py), and sum their metrics through PROMETHEUS_MULTIPROC_DIR: on /metrics of SERVING_BIND, or, with
+SERVING_METRICS_BIND (an internal address), served there by the server's own process and not on the public port
+(start_metrics_server: granian's main process here, gunicorn's master in gunicorn_conf.when_ready). With
+SERVING_LOG_FILE the server's output (the JSON access and application lines) goes to that file, rotated at
+SERVING_LOG_MAX_BYTES with SERVING_LOG_BACKUPS old files kept (serving/log_file.py); without it, to stdout, where a
+container's collector ships it.
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.logs import configure_json_logging
 
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
 GRACEFUL_TIMEOUT_S = 20  # SIGTERM: in-flight requests get this long, under either server
 RELOAD_OVERLAP_S = 10.0  # granian's SIGHUP: a new worker and its predecessor both serve this long (start-up: ~3-5 s)
 WSGI_APP = "serving.wsgi:app"
+ADDRESS = r"^[^\s:]+:\d{1,5}$"  # host:port
+ADDRESS_OR_EMPTY = r"^([^\s:]+:\d{1,5})?$"
 USAGE = "usage: python -m serving   (configured by SERVING_* variables: docs/serving.md)"
 
 
@@ -42,21 +50,33 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
 
     server: Literal["granian", "gunicorn"] = "granian"
-    bind: str = Field(default="127.0.0.1:8000", pattern=r"^[^\s:]+:\d{1,5}$")
+    bind: str = Field(default="127.0.0.1:8000", pattern=ADDRESS)
     workers: int = Field(default=2, ge=1)
     log_file: Path | None = None  # empty: stdout, as unset
     log_max_bytes: int = Field(default=50 << 20, ge=1 << 16)
     log_backups: int = Field(default=3, ge=1)
+    # The app reads the same variable (serving.settings.ServingSettings.metrics_bind) and then has no /metrics.
+    metrics_bind: str = Field(default="", pattern=ADDRESS_OR_EMPTY)
 
     @field_validator("log_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @model_validator(mode="after")
+    def _metrics_port_of_its_own(self) -> ServerSettings:
+        if self.metrics_bind and address(self.metrics_bind)[1] == self.host_and_port[1]:
+            raise ValueError("SERVING_METRICS_BIND must not use SERVING_BIND's port")
+        return self
+
     @property
     def host_and_port(self) -> tuple[str, int]:
-        host, _, port = self.bind.rpartition(":")
-        return host, int(port)
+        return address(self.bind)
+
+
+def address(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    return host, int(port)
 
 
 def prepare_metrics_folder() -> str:
@@ -70,6 +90,21 @@ def prepare_metrics_folder() -> str:
     # Model downloads happen in the workers; MLflow's progress bars would garble the JSON log lines.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return folder
+
+
+def start_metrics_server(bind: str) -> WSGIServer:
+    """Every worker's metrics, summed as /metrics on the public port would (prometheus_client's MultiProcessCollector
+    over PROMETHEUS_MULTIPROC_DIR), served on `bind` by prometheus_client's own HTTP server in a daemon thread of this
+    process: the supervising process, which outlives every worker. Call it after prepare_metrics_folder (the import
+    reads PROMETHEUS_MULTIPROC_DIR)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()  # nothing but the collector: series registered here would be reported twice
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    host, port = address(bind)
+    server, _ = start_http_server(port, host, registry)
+    return server
 
 
 def send_output_to_rotating_file(log_file: Path, settings: ServerSettings) -> None:
@@ -158,5 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         run_gunicorn()  # gunicorn_conf.on_starting prepares the metrics folder
     configure_json_logging()
     prepare_metrics_folder()
+    if settings.metrics_bind:
+        start_metrics_server(settings.metrics_bind)
     run_granian(settings)
     return 0

@@ -9,6 +9,7 @@ import redis
 from flask import Flask, current_app
 
 from registry.settings import RegistrySettings
+from serving.auth import ApiKeyCheck
 from serving.cache import PredictionCache
 from serving.logs import AccessLog
 from serving.metrics import GatewayMetrics
@@ -29,6 +30,7 @@ class Gateway:
     store: ModelStore
     predictions: PredictionService
     telemetry: RequestTelemetry  # every answered request's latency, count and access line
+    api_keys: ApiKeyCheck  # who may call the scoring routes (the keys' digests, made once here)
 
 
 def registry_settings(settings: ServingSettings) -> RegistrySettings:
@@ -65,7 +67,9 @@ def build_gateway(settings: ServingSettings, metrics: GatewayMetrics, store: Mod
         settings.max_batch_rows,
         settings.max_explain_rows,
     )
-    return Gateway(settings, store, predictions, RequestTelemetry(metrics, AccessLog()))
+    return Gateway(
+        settings, store, predictions, RequestTelemetry(metrics, AccessLog()), ApiKeyCheck(settings.api_key_list())
+    )
 
 
 def gateway_of(app: Flask) -> Gateway:

@@ -7,8 +7,12 @@ from pydantic_settings import SettingsConfigDict
 
 from registry.settings import RegisteredModelSettings
 from scoring.reasons import DEFAULT_REASON_COUNT
+from serving.auth import split_keys
+from serving.server import ADDRESS_OR_EMPTY
 
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token", "admin"}
+PLACEHOLDER_KEYS = PLACEHOLDER_TOKENS | {"key", "apikey", "api-key", "api_key", "test", "example"}
+MIN_API_KEY_LENGTH = 16  # outside development: a shorter key is a guessable one
 
 
 class ServingSettings(RegisteredModelSettings):
@@ -32,6 +36,13 @@ class ServingSettings(RegisteredModelSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     reload_interval_s: float = Field(default=30.0, ge=0)  # 0 = no background polling (reload via /admin/reload)
     admin_token: SecretStr = SecretStr("")
+    # The scoring routes' API keys, comma-separated (several at once: rotation without downtime); empty = no key
+    # needed (development only). Checked by serving.auth.
+    api_keys: SecretStr = SecretStr("")
+    # host:port where the server's own process serves the summed /metrics (serving.server); empty = /metrics on the
+    # public port, as before. The same variable as serving.server.ServerSettings.metrics_bind: set here, the app has
+    # no /metrics route (404).
+    metrics_bind: str = Field(default="", pattern=ADDRESS_OR_EMPTY)
     model_cache_dir: str | None = None  # default: the registry's cache folder
 
     @model_validator(mode="after")
@@ -39,4 +50,16 @@ class ServingSettings(RegisteredModelSettings):
         token = self.admin_token.get_secret_value()
         if self.environment != "development" and token.strip().lower() in PLACEHOLDER_TOKENS:
             raise ValueError("SERVING_ADMIN_TOKEN must be set to a real secret outside development")
+        if self.environment != "development":
+            keys = self.api_key_list()
+            if not keys:
+                raise ValueError("SERVING_API_KEYS must name at least one key outside development")
+            if any(key.lower() in PLACEHOLDER_KEYS or len(key) < MIN_API_KEY_LENGTH for key in keys):
+                raise ValueError(
+                    f"SERVING_API_KEYS: every key must be a real secret of at least {MIN_API_KEY_LENGTH} characters"
+                    " outside development"
+                )
         return self
+
+    def api_key_list(self) -> list[str]:
+        return split_keys(self.api_keys.get_secret_value())

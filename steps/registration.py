@@ -231,7 +231,7 @@ def _stage_once(
     if production is not None and production.version == version:
         return
     staged_before = audit.history(
-        client, registry_settings, f"tags.action = 'stage' and tags.outcome = 'moved' and tags.to_version = '{version}'"
+        client, registry_settings, audit.query(action="stage", outcome=audit.MOVED, to_version=version)
     )
     if staged_before:
         return

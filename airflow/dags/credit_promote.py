@@ -1,10 +1,12 @@
-"""credit_promote: the registry gate on `staging` vs `production`, an optional human sign-off, then the move.
+"""credit_promote: the registry gate on `staging` vs `production`, a human sign-off, then the move.
 
 Daily, and whenever credit_retrain emits a `credit_staging_version` Asset event. `evaluate_gate` moves nothing: it
-logs the gate report and ends the run when there is nothing to do or the gate refuses (the refusal is in the audit
-trail). With `require_approval` on, an ApprovalOperator shows the report and waits (3 days at most); "Reject" skips
-the promotion and `record_rejection` writes the refusal to the audit trail once. `promote` moves exactly the version
-that was evaluated; the DAG run (and the approver) is the actor in the audit trail.
+logs the gate report and ends the run when there is nothing to do, the staging version is parked (rejected, or
+refused by the gate, since it was staged; the Param `propose_parked` asks again), or the gate refuses (the refusal is
+in the audit trail). With `require_approval` on, an ApprovalOperator shows the report and waits (3 days at most),
+assigned to the approvers of `CREDIT_APPROVERS` other than whoever asked (four eyes, `CREDIT_FOUR_EYES`). `promote`
+checks the sign-off again and moves exactly the version that was evaluated; "Reject", a time-out or a refused
+sign-off moves nothing and `record_answer` writes it to the audit trail once. docs/airflow.md has who may do what.
 """
 
 from __future__ import annotations
@@ -60,15 +62,40 @@ def _actor() -> str:
     return dag_actor(ti.dag_id, ti.run_id)
 
 
-class RecordedApproval(ApprovalOperator):
-    """The standard ApprovalOperator that also keeps the answer (option and who chose it) in the XCom `answer`.
+def _requested_by() -> str:
+    """The user who triggered this DAG run ('' for a scheduled or Asset-triggered run)."""
+    from registry.audit import current_user
 
-    On "Reject" the operator skips its downstream tasks by raising, and its return value (the answer) is then never
-    pushed: `record_rejection` would not know who rejected.
+    return current_user()
+
+
+class RecordedApproval(ApprovalOperator):
+    """The standard ApprovalOperator, assigned to the eligible approvers when it runs, that keeps the answer (option
+    and who chose it, as Airflow hands it back) or the time-out in the XCom `answer`.
+
+    On "Reject" the operator skips its downstream tasks by raising, and on a time-out it fails: its return value is
+    then never pushed, and `record_answer` would not know what happened.
     """
 
+    def execute(self, context: Any) -> Any:
+        from orchestration.promotion import GateDecision, assigned_approvers, proposer_of
+        from orchestration.settings import ApprovalPolicy, OrchestrationError
+
+        decision = GateDecision.of(context["ti"].xcom_pull(task_ids=GATE_TASK))
+        excluded = {user for user in (_requested_by(), proposer_of(_settings(), str(decision.version))) if user}
+        try:
+            approvers = assigned_approvers(ApprovalPolicy(), excluded)
+        except OrchestrationError as error:
+            context["ti"].xcom_push(key=ANSWER_KEY, value={"refused": str(error)})
+            raise
+        if approvers is not None:
+            self.assigned_users = [{"id": user, "name": user} for user in approvers]
+        return super().execute(context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        if "error" not in event:
+        if event.get("error_type") == "timeout":
+            context["ti"].xcom_push(key=ANSWER_KEY, value={"timed_out": True})
+        elif "error" not in event:
             answer = {"chosen_options": event["chosen_options"], "responded_by_user": event.get("responded_by_user")}
             context["ti"].xcom_push(key=ANSWER_KEY, value=answer)
         return super().execute_complete(context, event)
@@ -91,6 +118,9 @@ def _answer() -> Any:
         "registered_model": Param("", type="string", description="empty: CREDIT_REGISTERED_MODEL_NAME"),
         "require_approval": Param(True, type="boolean", description="ask a person to sign off before the move"),
         "mirror_stages": Param(True, type="boolean", description="also move the deprecated MLflow stages"),
+        "propose_parked": Param(
+            False, type="boolean", description="propose the staging version even if it was rejected or refused before"
+        ),
     },
     tags=["credit-scoring", "registry"],
     doc_md=__doc__,
@@ -104,8 +134,14 @@ def credit_promote() -> None:
         from orchestration.promotion import evaluate_staging
 
         with fail_fast():
-            named = bool(get_current_context()["params"]["registered_model"])
-            decision = evaluate_staging(_settings(), _actor(), named_explicitly=named)
+            params = get_current_context()["params"]
+            decision = evaluate_staging(
+                _settings(),
+                _actor(),
+                named_explicitly=bool(params["registered_model"]),
+                propose_parked=bool(params["propose_parked"]),
+                requested_by=_requested_by(),
+            )
         announced = announced_version(_announced(), decision.model)
         if announced is not None and announced != decision.version:
             logger.warning(
@@ -144,32 +180,56 @@ def credit_promote() -> None:
     # make evaluate_gate a direct upstream, and its success would satisfy their trigger rules after a stop.
     @task(trigger_rule="none_failed_min_one_success")
     def promote() -> str:
-        """Move `production` to exactly the evaluated version (the gate runs again at the move)."""
+        """Check the sign-off again, then move `production` to exactly the evaluated version (the gate runs again)."""
         from orchestration.failures import fail_fast
-        from orchestration.promotion import GateDecision, approver_of, promote_evaluated
+        from orchestration.promotion import GateDecision, approver_of, chosen_option, promote_evaluated, sign_off_policy
+        from orchestration.settings import ApprovalPolicy
 
         decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
+        policy = sign_off_policy(bool(get_current_context()["params"]["require_approval"]), ApprovalPolicy())
         with fail_fast():
-            result = promote_evaluated(GateDecision.of(decision), approver_of(answer), _actor(), _settings())
+            result = promote_evaluated(
+                GateDecision.of(decision),
+                _actor(),
+                _settings(),
+                approved_by=approver_of(answer),
+                chosen=chosen_option(answer),
+                requested_by=_requested_by(),
+                policy=policy,
+            )
         logger.info("%s", result.message)
         return result.message
 
-    @task(trigger_rule="all_skipped", retries=0)  # writes the audit record once; a failure is looked at, not retried
-    def record_rejection() -> bool:
-        """Runs when `promote` was skipped: if a person rejected the version, say so in the audit trail (once)."""
+    @task(trigger_rule="all_done", retries=0)  # writes the audit record once; a failure is looked at, not retried
+    def record_answer() -> str:
+        """After `promote` ran or did not: a rejection, a time-out or a refused assignment goes to the audit trail."""
         from orchestration.promotion import GateDecision, approver_of, chosen_option
-        from orchestration.promotion import record_rejection as audit_rejection
+        from orchestration.promotion import record_answer as audit_answer
+        from registry import audit
 
         decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
-        if chosen_option(answer) != ApprovalOperator.REJECT:
-            logger.info("no rejection to record")
-            return False
-        rejected_by = approver_of(answer) or "unknown user"  # approver_of names the user whenever there is an answer
-        return audit_rejection(GateDecision.of(decision), rejected_by, _actor(), _settings())
+        if not answer:
+            return "no sign-off to record"
+        if answer.get("timed_out"):
+            outcome, reason, approver = (
+                audit.TIMED_OUT,
+                f"no answer within {APPROVAL_TIMEOUT / timedelta(days=1):g} days",
+                "",
+            )
+        elif answer.get("refused"):
+            outcome, reason, approver = audit.REFUSED, str(answer["refused"]), ""
+        elif chosen_option(answer) == ApprovalOperator.REJECT:
+            approver = approver_of(answer) or ""
+            outcome, reason = audit.REJECTED, f"rejected by {approver or 'unknown user'}"
+        else:
+            return "approved: the move (or its refusal) is recorded by promote"
+        args = (GateDecision.of(decision), outcome, reason, _actor(), _settings())
+        audit_answer(*args, approver=approver, requested_by=_requested_by())
+        return outcome
 
     moved = promote()
     route(evaluate_gate()) >> [approval, no_approval_required] >> moved
-    moved >> record_rejection()
+    moved >> record_answer()
 
 
 credit_promote()

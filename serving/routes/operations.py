@@ -13,6 +13,7 @@ from registry.versions import ALIASES, PRODUCTION_ALIAS, STAGING_ALIAS
 from serving import schemas
 from serving.errors import ApiError
 from serving.routes import operation_id
+from serving.routes.prediction import API_KEY_SECURITY
 from serving.service import current_gateway
 
 OPERATIONS = Tag(name="operations", description="Health, readiness, loaded models, reload")
@@ -38,8 +39,15 @@ def ready() -> Response:
     )
 
 
-@blueprint.get("/models", responses={200: schemas.ModelsResponse})
+@blueprint.get(
+    "/models",
+    security=API_KEY_SECURITY,
+    responses={200: schemas.ModelsResponse, 401: schemas.ErrorResponse},
+    summary="The loaded versions, their thresholds and feature schemas (API key, as the scoring routes)",
+)
 def models() -> Response:
+    # The decision threshold and feature schema are what a caller gaming the model would want: key as for scoring.
+    current_gateway().api_keys.require(request.environ)
     served = current_gateway().store.served()
     loaded = {alias: model.describe() if (model := served.get(alias)) else None for alias in ALIASES}
     ab_test = {
@@ -51,7 +59,7 @@ def models() -> Response:
 
 @blueprint.post(
     "/admin/reload",
-    security=[{"bearer": []}],
+    security=[{"adminToken": []}],
     responses={200: schemas.ReloadResponse, 401: schemas.ErrorResponse, 403: schemas.ErrorResponse},
     summary="Re-resolve the aliases now",
 )

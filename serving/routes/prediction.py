@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, g, jsonify
+from flask import Response, g, jsonify, request
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 from flask_openapi3.types import ResponseDict
@@ -26,6 +26,7 @@ from serving.service import Gateway, current_gateway
 
 PREDICTION = Tag(name="prediction", description="Probability of default for credit applications")
 ERRORS: ResponseDict = {
+    401: schemas.ErrorResponse,  # no API key, or a wrong one (when SERVING_API_KEYS is set: serving.auth)
     413: schemas.ErrorResponse,
     422: schemas.ErrorResponse,
     503: schemas.ErrorResponse,
@@ -33,7 +34,23 @@ ERRORS: ResponseDict = {
 
 Answer = tuple[dict[str, Any], dict[str, Any]]  # the JSON answer, and the fields of the request's access line
 
-blueprint = APIBlueprint("prediction", __name__, abp_tags=[PREDICTION], operation_id_callback=operation_id)
+# Either header carries the key (serving.auth); the schemes are declared in serving.app.
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+
+blueprint = APIBlueprint(
+    "prediction",
+    __name__,
+    abp_tags=[PREDICTION],
+    abp_security=API_KEY_SECURITY,
+    operation_id_callback=operation_id,
+)
+
+
+@blueprint.before_request
+def _require_api_key() -> None:
+    """After the app's own hooks (request id, body size), before the body is read: serving.fast_path asks the same
+    check at the same point."""
+    current_gateway().api_keys.require(request.environ)
 
 
 def model_ref(model: LoadedModel) -> dict[str, str]:

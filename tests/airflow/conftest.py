@@ -29,6 +29,8 @@ from tests.monitoring.conftest import gateway_process  # noqa: F401 - the drift 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "airflow" / "dags"
 ADMIN, ADMIN_PASSWORD = "admin", "airflow-tests"
+# A second person: the approver named by CREDIT_APPROVERS in the four-eyes tests.
+APPROVER, APPROVER_PASSWORD = "risk-approver", "airflow-tests-approver"
 
 # Filled by pytest_configure (one temporary AIRFLOW_HOME per session, removed at the end).
 AIRFLOW_ENV: dict[str, str] = {}
@@ -45,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{APPROVER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API_AUTH__JWT_SECRET": "airflow-tests-jwt-secret",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -54,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     _SAVED_ENV.update({key: os.environ.get(key) for key in AIRFLOW_ENV})
     os.environ.update(AIRFLOW_ENV)
-    (home / "passwords.json").write_text(json.dumps({ADMIN: ADMIN_PASSWORD}))
+    (home / "passwords.json").write_text(json.dumps({ADMIN: ADMIN_PASSWORD, APPROVER: APPROVER_PASSWORD}))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -121,10 +123,9 @@ class ApiServer:
     url: str
     log_path: Path
 
-    def token(self) -> str:
-        response = requests.post(
-            f"{self.url}/auth/token", json={"username": ADMIN, "password": ADMIN_PASSWORD}, timeout=10
-        )
+    def token(self, user: str = ADMIN) -> str:
+        password = {ADMIN: ADMIN_PASSWORD, APPROVER: APPROVER_PASSWORD}[user]
+        response = requests.post(f"{self.url}/auth/token", json={"username": user, "password": password}, timeout=10)
         assert response.status_code in (200, 201), response.text
         return str(response.json()["access_token"])
 
@@ -156,10 +157,12 @@ def api_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 class Answerer:
-    """Answers the next pending approval of a DAG through the REST API, from a thread, while dag.test() runs."""
+    """Answers the next pending approval of a DAG through the REST API, from a thread, while dag.test() runs: as
+    each of `users` in turn until one is let through (the HTTP status each got is in `attempts`)."""
 
-    def __init__(self, server: ApiServer, dag_id: str, task_id: str, option: str):
-        self.server, self.dag_id, self.task_id, self.option = server, dag_id, task_id, option
+    def __init__(self, server: ApiServer, dag_id: str, task_id: str, option: str, users: tuple[str, ...] = (ADMIN,)):
+        self.server, self.dag_id, self.task_id, self.option, self.users = server, dag_id, task_id, option, users
+        self.attempts: list[tuple[str, int]] = []
         self.answered: dict[str, Any] | None = None
         self.detail: dict[str, Any] | None = None  # the request as the approver saw it (subject, body)
         self.error: BaseException | None = None
@@ -186,12 +189,18 @@ class Answerer:
                         f"{self.server.url}/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/"
                         f"{self.task_id}/-1/hitlDetails"
                     )
-                    response = requests.patch(
-                        url, json={"chosen_options": [self.option], "params_input": {}}, headers=headers, timeout=10
-                    )
-                    assert response.status_code == 200, response.text
-                    self.answered = {"run_id": run_id, **response.json()}
-                    return
+                    for user in self.users:
+                        response = requests.patch(
+                            url,
+                            json={"chosen_options": [self.option], "params_input": {}},
+                            headers={"Authorization": f"Bearer {self.server.token(user)}"},
+                            timeout=10,
+                        )
+                        self.attempts.append((user, response.status_code))
+                        if response.status_code == 200:
+                            self.answered = {"run_id": run_id, "user": user, **response.json()}
+                            return
+                    raise AssertionError(f"no user could answer: {self.attempts}")
                 time.sleep(0.5)
         except BaseException as error:  # reported by the test, which otherwise would only see a timeout
             self.error = error
@@ -215,13 +224,15 @@ class Answerer:
         return None
 
 
-AnswerFactory = Callable[[str], Answerer]
+AnswerFactory = Callable[..., Answerer]
 
 
 @pytest.fixture
 def answer_approval(api_server: ApiServer) -> AnswerFactory:
-    def start(option: str, dag_id: str = "credit_promote", task_id: str = "approval") -> Answerer:
-        return Answerer(api_server, dag_id, task_id, option)
+    def start(
+        option: str, dag_id: str = "credit_promote", task_id: str = "approval", users: tuple[str, ...] = (ADMIN,)
+    ) -> Answerer:
+        return Answerer(api_server, dag_id, task_id, option, users)
 
     return start
 

@@ -113,6 +113,8 @@ def test_drift_to_a_new_production_version_served_without_a_failed_request(
     monkeypatch.setenv("MONITORING_EXPERIMENT_NAME", f"monitoring-{name}")
     monkeypatch.setenv("MONITORING_MIN_ROWS", "300")
     monkeypatch.setenv("MONITORING_MODEL_CACHE_DIR", str(tmp_path / "drift-models"))
+    # The loop without a person in it, as local development runs it (`make airflow`); four eyes: test_promote.py.
+    monkeypatch.setenv("CREDIT_FOUR_EYES", "false")
     training = small_training(small_csv, name)
 
     # The starting point, made by the DAGs themselves: a first model through retraining and a promotion.

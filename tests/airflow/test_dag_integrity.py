@@ -16,7 +16,7 @@ from tests.airflow.conftest import AIRFLOW_ENV, DAGS_FOLDER, REPO_ROOT, load_dag
 
 EXPECTED_DAGS = {
     "credit_retrain": ["prepare", "train", "convert", "quantize", "benchmark", "register"],
-    "credit_promote": ["evaluate_gate", "route", "approval", "no_approval_required", "promote", "record_rejection"],
+    "credit_promote": ["evaluate_gate", "route", "approval", "no_approval_required", "promote", "record_answer"],
     "credit_drift": ["measure", "drift_found", "alert_retraining"],
     "credit_portfolio_score": ["score", "publish"],
 }
@@ -24,7 +24,7 @@ EXPECTED_DAGS = {
 RETRIES = {
     "credit_retrain": dict.fromkeys(EXPECTED_DAGS["credit_retrain"], 2),
     "credit_promote": {
-        "evaluate_gate": 2, "route": 0, "approval": 0, "no_approval_required": 2, "promote": 2, "record_rejection": 0,
+        "evaluate_gate": 2, "route": 0, "approval": 0, "no_approval_required": 2, "promote": 2, "record_answer": 0,
     },
     "credit_drift": {"measure": 2, "drift_found": 0, "alert_retraining": 2},
     "credit_portfolio_score": {"score": 2, "publish": 2},
@@ -93,6 +93,8 @@ def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: A
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import AssetOrTimeSchedule
 
+    from orchestration.promotion import APPROVE
+
     dag = load_dag(dag_bag, "credit_promote")
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["credit_staging_version"]
@@ -103,7 +105,10 @@ def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: A
     assert isinstance(approval, ApprovalOperator) and approval.retries == 0
     assert approval.response_timeout == timedelta(days=3)
     assert dag.get_task("promote").upstream_task_ids == {"approval", "no_approval_required"}
-    assert dag.get_task("record_rejection").upstream_task_ids == {"promote"}
+    assert dag.get_task("record_answer").upstream_task_ids == {"promote"}
+    assert dag.get_task("record_answer").trigger_rule == "all_done"  # also after a time-out fails the approval
+    assert dag.params["propose_parked"] is False  # a parked version is proposed again only when asked
+    assert APPROVE == ApprovalOperator.APPROVE  # what promote checks the answer against
 
 
 def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_bag: Any) -> None:

@@ -13,9 +13,15 @@ import pytest
 
 from orchestration.drift import window_of
 from orchestration.events import announced_version, event_extras, model_of
-from orchestration.promotion import approver_of, chosen_option
+from orchestration.promotion import (
+    approver_of,
+    assigned_approvers,
+    chosen_option,
+    sign_off_policy,
+    sign_off_problem,
+)
 from orchestration.retrain import Registered, RetrainParams
-from orchestration.settings import OrchestrationError, OrchestrationSettings, connection_uri
+from orchestration.settings import ApprovalPolicy, OrchestrationError, OrchestrationSettings, connection_uri
 from steps.errors import UserInputError
 from steps.prepare import DEFAULT_DATA_PATH
 from tests.airflow.conftest import require_airflow
@@ -124,9 +130,33 @@ def test_a_run_without_a_logical_date_takes_its_drift_window_from_the_params() -
 
 
 def test_the_answer_of_an_approval() -> None:
-    answer = {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "risk-officer"}}
+    # The user id: what Airflow's assigned users and CREDIT_APPROVERS name.
+    answer = {"chosen_options": ["Reject"], "responded_by_user": {"id": "risk-officer", "name": "Risk Officer"}}
     assert (chosen_option(answer), approver_of(answer)) == ("Reject", "risk-officer")
     assert (chosen_option(None), approver_of(None)) == (None, None)
+    assert approver_of({"chosen_options": ["Approve"], "responded_by_user": None}) is None
+
+
+def test_who_may_answer_a_sign_off() -> None:
+    anyone, listed = ApprovalPolicy(approvers=""), ApprovalPolicy(approvers="ana, ben")
+    assert assigned_approvers(anyone, {"ana"}) is None  # no allow-list: Airflow takes anyone's answer
+    assert assigned_approvers(listed, {"ana"}) == ["ben"]  # four eyes: the requester is not assigned
+    assert assigned_approvers(ApprovalPolicy(approvers="ana", four_eyes=False), {"ana"}) == ["ana"]
+    with pytest.raises(OrchestrationError, match="nobody may answer this sign-off"):
+        assigned_approvers(ApprovalPolicy(approvers="ana"), {"ana"})
+    assert sign_off_problem(listed, "ben", {"ana"}) is None
+    assert sign_off_problem(listed, None, set()) == "no approver is recorded for the sign-off"
+    assert "eve is not one of the approvers" in str(sign_off_problem(listed, "eve", set()))  # a forged approver
+    assert "four eyes: ana asked" in str(sign_off_problem(anyone, "ana", {"ana"}))
+    assert sign_off_problem(ApprovalPolicy(four_eyes=False), "ana", {"ana"}) is None
+    assert "answer is 'Reject' by ben" in str(sign_off_problem(listed, "ben", {"ana"}, "Reject"))
+    # require_approval=false skips the sign-off only where neither four eyes nor an allow-list are configured.
+    off = ApprovalPolicy(four_eyes=False)
+    assert sign_off_policy(False, off) is None and sign_off_policy(True, off) is off
+    assert (
+        sign_off_policy(False, anyone) is anyone
+        and sign_off_policy(False, listed.model_copy(update={"four_eyes": False})) is not None
+    )
 
 
 @dataclass(frozen=True)

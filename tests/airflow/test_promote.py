@@ -1,14 +1,21 @@
 """credit_promote under dag.test() against the real tracking server: a refused gate and a rejected sign-off leave
-production untouched and are recorded once; an approval (answered through Airflow's REST API) promotes exactly the
-evaluated version with the approver in the audit trail; running a task again moves nothing.
+production untouched, are recorded once and park the version; an approval (answered through Airflow's REST API)
+promotes exactly the evaluated version with the approver in the audit trail; running a task again moves nothing.
+Four eyes: the sign-off is assigned to CREDIT_APPROVERS (Airflow refuses anyone else), the person who staged the
+version cannot approve it, a time-out is recorded, and a forged or missing approver, an approval for a version no
+longer staging or replayed for one in production are refused and recorded, production untouched.
 
 The tests share the model credit_retrain made (staging, no production) and run in this order: refused, rejected,
-approved (production is then version 1), then refused and rejected again with a production version present, and a
-production that changes during the sign-off."""
+approved (production is then version 1), the refused bad inputs, then refused and rejected again with a production
+version present, a production that changes during the sign-off, and the four-eyes and time-out runs."""
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,15 +26,15 @@ from orchestration.promotion import (
     dag_actor,
     evaluate_staging,
     promote_evaluated,
-    record_rejection,
+    record_answer,
     registry_settings_for,
 )
-from orchestration.settings import OrchestrationError
+from orchestration.settings import ApprovalPolicy, OrchestrationError
 from registry import audit
 from registry.promotion import stage
 from registry.resolve import version_for_alias
 from registry.settings import RegistrySettings
-from tests.airflow.conftest import AnswerFactory, Retrained, asset_events, run_dag
+from tests.airflow.conftest import ADMIN, APPROVER, AnswerFactory, Retrained, asset_events, run_dag
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +72,13 @@ def test_a_refused_gate_leaves_production_untouched_and_is_recorded_once(
     assert refusal.gate_verdict == "refused" and refusal.to_version == "1"
 
     # The same task run again (a retry, a cleared task) records nothing more.
-    decision = evaluate_staging(registry_settings_for(name), dag_actor("credit_promote", run_id))
+    settings = registry_settings_for(name)
+    decision = evaluate_staging(settings, dag_actor("credit_promote", run_id), propose_parked=True)
     assert decision.status == "refused" and "auc_floor" in decision.message
     assert len([r for r in records(client, name, "refused") if r.actor == refusal.actor]) == 1
+    # The refused version is parked: the next run proposes nothing and says why.
+    parked = evaluate_staging(settings, dag_actor("credit_promote", "next"))
+    assert parked.status == "nothing_to_do" and "is parked: refused by the gate" in parked.message
 
 
 def test_a_rejected_sign_off_leaves_production_untouched_and_is_recorded_once(
@@ -77,19 +88,20 @@ def test_a_rejected_sign_off_leaves_production_untouched_and_is_recorded_once(
     name = retrained.model_name
     before = production_of(client, name)
     with answer_approval("Reject") as answerer:
-        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name})
+        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name, "propose_parked": True})
     assert answerer.error is None and answerer.answered is not None and answerer.answered["run_id"] == run_id
     assert states["approval"] == "success" and states["promote"] == "skipped"
-    assert states["record_rejection"] == "success"
+    assert states["record_answer"] == "success"
     assert production_of(client, name) == before
-    actor = f"airflow credit_promote/{run_id} rejected by admin"
-    (rejection,) = [r for r in records(client, name, "refused") if r.actor == actor]
-    assert rejection.reason == "rejected by admin" and rejection.gate_verdict == "passed"
+    actor = dag_actor("credit_promote", run_id)
+    (rejection,) = [r for r in records(client, name, "rejected") if r.actor == actor]
+    assert (rejection.reason, rejection.approver, rejection.gate_verdict) == ("rejected by admin", ADMIN, "passed")
 
     settings = registry_settings_for(name)
-    decision = evaluate_staging(settings, dag_actor("credit_promote", run_id))
-    assert record_rejection(decision, "admin", dag_actor("credit_promote", run_id), settings) is False
-    assert len([r for r in records(client, name, "refused") if r.actor == actor]) == 1
+    decision = evaluate_staging(settings, actor, propose_parked=True)
+    assert record_answer(decision, "rejected", "rejected by admin", actor, settings, approver=ADMIN) is False
+    assert len([r for r in records(client, name, "rejected") if r.actor == actor]) == 1
+    assert "is parked: rejected by admin" in evaluate_staging(settings, actor).message
 
 
 def test_an_approved_version_is_promoted_with_its_approver_and_a_rerun_moves_nothing(
@@ -99,24 +111,59 @@ def test_an_approved_version_is_promoted_with_its_approver_and_a_rerun_moves_not
     name = retrained.model_name
     staged = client.get_model_version_by_alias(name, "staging").version
     with answer_approval("Approve") as answerer:
-        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name})
+        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name, "propose_parked": True})
     assert answerer.error is None and answerer.answered is not None
-    assert states["promote"] == "success" and states["record_rejection"] == "skipped"
+    assert states["promote"] == "success" and states["record_answer"] == "success"
     assert production_of(client, name) == staged
-    actor = f"airflow credit_promote/{run_id} approved by admin"
+    actor = dag_actor("credit_promote", run_id)
     (move,) = [r for r in records(client, name, "moved") if r.actor == actor]
-    assert move.to_version == staged and move.reason == "approved by admin"
+    assert (move.to_version, move.reason, move.approver) == (staged, "approved by admin", ADMIN)
     # Stage mirroring is on by default: tools reading the deprecated stages see the same Production.
     assert client.get_model_version(name, staged).current_stage == "Production"
 
     settings = registry_settings_for(name)
     decision = GateDecision(status="passed", model=name, message="", version=staged)
-    result = promote_evaluated(decision, "admin", dag_actor("credit_promote", run_id), settings)
+    result = promote_evaluated(decision, actor, settings, approved_by=ADMIN)
     assert result.action == "no-op"
     assert len(records(client, name, "moved")) == 1
     # With staging gone (graduated), a daily run has nothing to do.
     _, states = run_dag(dag_bag, "credit_promote", {"registered_model": name})
     assert states["evaluate_gate"] == "success" and states["promote"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("version", "incumbent", "approved_by", "chosen", "problem"),
+    [
+        ("2", "1", "mallory", "Approve", "mallory is not one of the approvers (CREDIT_APPROVERS)"),
+        ("2", "1", None, None, "no approver is recorded for the sign-off"),
+        ("2", "1", ADMIN, "Reject", "the sign-off's answer is 'Reject' by admin, not 'Approve'"),
+        ("2", "1", ADMIN, "Approve", "version 2 is no longer staging (staging: none)"),
+        ("1", None, ADMIN, "Approve", "version 1 is in production already (an approval replayed?)"),
+    ],
+    ids=["forged approver", "missing approver", "rejected, promote cleared", "no longer staging", "replayed approval"],
+)
+def test_a_bad_sign_off_is_refused_recorded_and_moves_nothing(
+    retrained: Retrained,
+    mlflow_server: str,
+    version: str,
+    incumbent: str | None,
+    approved_by: str | None,
+    chosen: str | None,
+    problem: str,
+) -> None:
+    client = MlflowClient(mlflow_server)
+    name = retrained.model_name
+    settings = registry_settings_for(name)
+    assert production_of(client, name) == "1"  # promoted by the test before; staging is empty
+    decision = GateDecision(status="passed", model=name, message="", version=version, incumbent_version=incumbent)
+    actor = dag_actor("credit_promote", f"manual__bad-{version}-{approved_by}-{chosen}")
+    with pytest.raises(OrchestrationError, match=re.escape(problem)):
+        promote_evaluated(
+            decision, actor, settings, approved_by=approved_by, chosen=chosen, policy=ApprovalPolicy(approvers=ADMIN)
+        )
+    assert production_of(client, name) == "1"
+    (refusal,) = [r for r in records(client, name, "refused") if r.actor == actor]
+    assert (refusal.reason, refusal.to_version, refusal.approver) == (problem, version, approved_by or "")
 
 
 LENIENT_GATE = {  # the int8 version 2 passes against the fp32 production version 1 (what is gated is not the point)
@@ -135,7 +182,7 @@ def second_candidate(retrained: Retrained, mlflow_server: str, monkeypatch: pyte
     assert production_of(client, name) == "1"
     for key, value in LENIENT_GATE.items():
         monkeypatch.setenv(key, value)
-    stage("2", reason="tests", actor="tests", settings=registry_settings_for(name))
+    stage("2", reason="tests", actor="tests", settings=registry_settings_for(name), requested_by="")
     return "2"
 
 
@@ -159,15 +206,14 @@ def test_with_production_present_a_refusal_and_a_rejection_leave_it_untouched(
     assert (refusal.from_version, refusal.to_version) == ("1", second_candidate)
 
     with answer_approval("Reject") as answerer:
-        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name})
+        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name, "propose_parked": True})
     assert answerer.error is None and answerer.detail is not None
-    assert states["promote"] == "skipped" and states["record_rejection"] == "success"
+    assert states["promote"] == "skipped" and states["record_answer"] == "success"
     assert production_of(client, name) == "1"
     # What the approver was shown: the version, the one it replaces, and the gate report.
     assert answerer.detail["subject"] == f"Promote {name} version 2 to production (replacing version 1)?"
     assert "auc_vs_incumbent" in answerer.detail["body"] and "parity" in answerer.detail["body"]
-    actor = f"airflow credit_promote/{run_id} rejected by admin"
-    (rejection,) = [r for r in records(client, name, "refused") if r.actor == actor]
+    (rejection,) = [r for r in records(client, name, "rejected") if r.actor == dag_actor("credit_promote", run_id)]
     assert (rejection.from_version, rejection.to_version) == ("1", second_candidate)
 
 
@@ -178,16 +224,17 @@ def test_a_production_change_during_the_sign_off_refuses_the_move(
     name = retrained.model_name
     settings = registry_settings_for(name)
     actor = dag_actor("credit_promote", "manual__race")
-    decision = evaluate_staging(settings, actor)  # the approver is shown "version 2 replacing version 1"
+    # The approver is shown "version 2 replacing version 1" (rejected by the test before: asked for explicitly).
+    decision = evaluate_staging(settings, actor, propose_parked=True)
     assert (decision.status, decision.version, decision.incumbent_version) == ("passed", "2", "1")
     # Meanwhile someone else changes production (here: takes version 1 out of it).
     client.delete_registered_model_alias(name, "production")
 
     with pytest.raises(OrchestrationError, match="production changed from 1 to none during the sign-off"):
-        promote_evaluated(decision, "admin", actor, settings)
+        promote_evaluated(decision, actor, settings, approved_by=ADMIN)
     assert production_of(client, name) is None  # nothing moved
-    (refusal,) = [r for r in records(client, name, "refused") if r.actor == f"{actor} approved by admin"]
-    assert "run credit_promote again" in refusal.reason and refusal.to_version == "2"
+    (refusal,) = [r for r in records(client, name, "refused") if r.actor == actor]
+    assert "run credit_promote again" in refusal.reason and (refusal.to_version, refusal.approver) == ("2", ADMIN)
 
 
 def test_a_mistyped_model_param_fails_instead_of_nothing_to_do(mlflow_server: str) -> None:
@@ -195,3 +242,92 @@ def test_a_mistyped_model_param_fails_instead_of_nothing_to_do(mlflow_server: st
     with pytest.raises(OrchestrationError, match="Param registered_model: no registered model 'credit-no-such-model'"):
         evaluate_staging(settings, "tests", named_explicitly=True)
     assert evaluate_staging(settings, "tests").status == "nothing_to_do"  # not named by a Param: nothing to do
+
+
+def test_four_eyes_the_proposer_cannot_approve_and_the_sign_off_goes_to_the_approvers(
+    dag_bag: Any,
+    retrained: Retrained,
+    mlflow_server: str,
+    answer_approval: AnswerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = MlflowClient(mlflow_server)
+    name = retrained.model_name
+    settings = registry_settings_for(name)
+    for key, value in LENIENT_GATE.items():
+        monkeypatch.setenv(key, value)
+    client.set_registered_model_alias(name, "production", "1")  # the test before took it away
+    client.delete_registered_model_alias(name, "staging")
+    stage("2", reason="tests", actor="tests", settings=settings, requested_by=ADMIN)  # admin proposes version 2 anew
+
+    # Without an allow-list anyone may answer in Airflow, but the proposer's approval is refused at the move.
+    with answer_approval("Approve") as answerer:
+        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name})
+    assert answerer.error is None and answerer.answered is not None
+    assert (states["approval"], states["promote"], states["record_answer"]) == ("success", "failed", "success")
+    assert production_of(client, name) == "1"
+    (refusal,) = [r for r in records(client, name, "refused") if r.actor == dag_actor("credit_promote", run_id)]
+    assert refusal.approver == ADMIN and refusal.reason.startswith("four eyes: admin asked for this promotion")
+    assert refusal.requested_by == "dag_test" and refusal.to_version == "2"  # who dag.test() says triggered it
+
+    # With CREDIT_APPROVERS the sign-off is assigned: Airflow refuses admin's answer and takes the approver's.
+    monkeypatch.setenv("CREDIT_APPROVERS", f"{ADMIN},{APPROVER}")
+    with answer_approval("Approve", users=(ADMIN, APPROVER)) as answerer:
+        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name})
+    assert answerer.error is None and answerer.detail is not None
+    assert answerer.attempts == [(ADMIN, 403), (APPROVER, 200)]
+    assert [user["id"] for user in answerer.detail["assigned_users"]] == [APPROVER]  # the proposer is left out
+    assert states["promote"] == "success"
+    assert production_of(client, name) == "2"
+    (move,) = [r for r in records(client, name, "moved") if r.actor == dag_actor("credit_promote", run_id)]
+    assert (move.approver, move.reason, move.from_version) == (APPROVER, f"approved by {APPROVER}", "1")
+
+
+def test_a_sign_off_that_times_out_is_recorded_and_moves_nothing(
+    dag_bag: Any, retrained: Retrained, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's own sweep (check_awaiting_input_timeouts) fails the waiting approval once its deadline has
+    passed; the deadline is moved into the past instead of waiting three days."""
+    client = MlflowClient(mlflow_server)
+    name = retrained.model_name
+    for key, value in LENIENT_GATE.items():
+        monkeypatch.setenv(key, value)
+    stage("1", reason="tests", actor="tests", settings=registry_settings_for(name), requested_by="")
+    sweeper = threading.Thread(target=expire_the_approval, daemon=True)
+    sweeper.start()
+    run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name, "propose_parked": True})
+    sweeper.join(5)
+    assert (states["approval"], states["promote"], states["record_answer"]) == ("failed", "upstream_failed", "success")
+    assert production_of(client, name) == "2"
+    (timeout,) = [r for r in records(client, name, "timed out") if r.actor == dag_actor("credit_promote", run_id)]
+    assert timeout.to_version == "1" and timeout.reason == "no answer within 3 days"
+    # Nobody decided anything about version 1: it is not parked, the next run proposes it again.
+    decision = evaluate_staging(registry_settings_for(name), dag_actor("credit_promote", "next"))
+    assert decision.status == "passed" and decision.version == "1"
+
+
+def expire_the_approval(deadline_s: float = 120.0) -> None:
+    """Once the approval waits for input, move its deadline into the past and run the scheduler's time-out sweep."""
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up:
+        with create_session() as session:
+            waiting = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == "credit_promote",
+                    TaskInstance.task_id == "approval",
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                )
+            ).all()
+            for ti in waiting:
+                ti.trigger_timeout = datetime.now(UTC) - timedelta(seconds=1)
+        if waiting:
+            SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
+            return
+        time.sleep(0.5)

@@ -18,7 +18,7 @@ import yaml
 
 from scripts.container_images import COMPOSE_FILE, LOG_TAIL_LINES, REPO, docker, tail
 
-ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init", "drift"}
+ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init", "drift", "mlflow-access"}
 # What reaches the compose command of the caller's environment: the rest (IMAGE_TAG, BIND_ADDRESS, ...) would win
 # over the env file, which is the one place this stack is configured.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.exceptions
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
@@ -24,6 +25,14 @@ pytestmark = pytest.mark.timeout(2700)
 MODEL = "credit-scoring"
 DAGS = {"credit_retrain", "credit_promote", "credit_drift", "credit_portfolio_score"}
 DRIFT_ROWS = 600  # above the drift job's minimum of 500 rows per version
+
+
+@pytest.fixture(autouse=True)
+def signed_in_as_reader(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow runs its basic-auth app: the checks read the registry as the read-only user (MLflow's client reads
+    these two variables on every request); the tests of refusals sign in otherwise."""
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.project.variables["MLFLOW_READER_PASSWORD"])
 
 
 def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -98,7 +107,8 @@ def test_only_the_uis_are_published_and_only_on_loopback(stack: Stack) -> None:
     ],
 )
 def test_the_published_uis_answer(stack: Stack, service: str, path: str, text: str) -> None:
-    page = requests.get(f"{stack.url(service)}{path}", timeout=10)
+    auth = ("reader", stack.project.variables["MLFLOW_READER_PASSWORD"]) if service == "mlflow" else None
+    page = requests.get(f"{stack.url(service)}{path}", auth=auth, timeout=10)
     assert page.status_code == 200 and text.lower() in page.text.lower(), (page.status_code, page.text[:300])
 
 
@@ -118,18 +128,78 @@ def test_the_trainer_left_production_and_staging_with_artifacts_served_by_mlflow
     assert any(path.suffix == ".onnx" for path in Path(downloaded).rglob("*"))
 
 
+def api_key(stack: Stack) -> dict[str, str]:
+    """The header of a client the stack's gateway knows (compose/.env's SERVING_API_KEYS)."""
+    return {"X-API-Key": stack.project.variables["SERVING_API_KEYS"]}
+
+
+def test_the_gateway_refuses_scoring_without_its_api_key_and_keeps_metrics_off_its_published_port(
+    stack: Stack,
+) -> None:
+    gateway = stack.url("gateway")
+    batch = {"batch": applicants(1)}
+    refused = requests.post(f"{gateway}/predict", json=batch, timeout=10)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"]["code"] == "missing_api_key" and refused.headers["WWW-Authenticate"].startswith(
+        "Bearer"
+    )
+    wrong = requests.post(f"{gateway}/predict", json=batch, headers={"X-API-Key": "not-" + "k" * 30}, timeout=10)
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    bearer = {"Authorization": f"Bearer {stack.project.variables['SERVING_API_KEYS']}"}
+    assert requests.post(f"{gateway}/predict", json=batch, headers=bearer, timeout=10).status_code == 200
+    assert requests.get(f"{gateway}/health", timeout=5).status_code == 200  # open, as /ready (the health check)
+    metrics = requests.get(f"{gateway}/metrics", timeout=5)
+    assert metrics.status_code == 404 and metrics.json()["error"]["status"] == 404
+
+
+def test_mlflow_refuses_an_anonymous_or_read_only_alias_move_and_production_stays(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mlflow_url = stack.url("mlflow")
+    client = MlflowClient(mlflow_url)
+    production = client.get_model_version_by_alias(MODEL, "production")
+    staging = client.get_model_version_by_alias(MODEL, "staging")
+    move = {"name": MODEL, "alias": "production", "version": staging.version}
+    anonymous = requests.post(f"{mlflow_url}/api/2.0/mlflow/registered-models/alias", json=move, timeout=10)
+    assert anonymous.status_code == 401, anonymous.text
+    with pytest.raises(mlflow.exceptions.MlflowException) as promote:
+        client.set_registered_model_alias(MODEL, "production", staging.version)
+    with pytest.raises(mlflow.exceptions.MlflowException) as register:
+        client.create_model_version(MODEL, production.source, run_id=production.run_id)
+    assert promote.value.get_http_status_code() == 403 and register.value.get_http_status_code() == 403
+    assert client.get_model_version_by_alias(MODEL, "production").version == production.version
+    assert requests.get(f"{mlflow_url}/health", timeout=10).status_code == 200  # the health check stays open
+    # The registry CLI of a person promoting, as the registry user, would pass the same request (tests/registry).
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    with pytest.raises(mlflow.exceptions.MlflowException) as unsigned:
+        MlflowClient(mlflow_url).get_registered_model(MODEL)
+    assert unsigned.value.get_http_status_code() == 401
+
+
+def test_prometheus_scrapes_mlflow_as_the_reader(stack: Stack) -> None:
+    prometheus = stack.url("prometheus")
+
+    def mlflow_target_up() -> bool:
+        targets = requests.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return any(t["labels"]["job"] == "mlflow" and t["health"] == "up" for t in targets)
+
+    eventually(mlflow_target_up, 90, "Prometheus has no healthy mlflow target (the reader's basic_auth scrape)")
+
+
 def test_the_gateway_answers_ready_predict_cached_and_ab(stack: Stack) -> None:
     gateway = stack.url("gateway")
     assert requests.get(f"{gateway}/ready", timeout=5).status_code == 200
     batch = {"batch": applicants(3)}
-    predicted = requests.post(f"{gateway}/predict", json=batch, timeout=10)
+    key = api_key(stack)
+    predicted = requests.post(f"{gateway}/predict", json=batch, headers=key, timeout=10)
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["model"]["alias"] == "production" and len(predicted.json()["predictions"]) == 3
-    first = requests.post(f"{gateway}/predict_cached", json=batch, timeout=10).json()
-    second = requests.post(f"{gateway}/predict_cached", json=batch, timeout=10).json()
+    first = requests.post(f"{gateway}/predict_cached", json=batch, headers=key, timeout=10).json()
+    second = requests.post(f"{gateway}/predict_cached", json=batch, headers=key, timeout=10).json()
     assert first["cached"] is False and second["cached"] is True
     assert second["predictions"] == predicted.json()["predictions"]
-    ab = requests.post(f"{gateway}/predict_ab", json=batch, timeout=10)
+    ab = requests.post(f"{gateway}/predict_ab", json=batch, headers=key, timeout=10)
     assert ab.status_code == 200 and ab.json()["staging_available"] is True and len(ab.json()["variants"]) == 3
 
 
@@ -160,6 +230,7 @@ def test_the_drift_job_in_a_container_logs_a_report_to_mlflow(stack: Stack) -> N
 
     sample = pd.read_csv(DATA).sample(n=DRIFT_ROWS, random_state=7)
     with requests.Session() as session:
+        session.headers.update(api_key(stack))
         for batch in applicant_batches(sample, 100):
             assert session.post(f"{stack.url('gateway')}/predict", json={"batch": batch}, timeout=30).ok
     time.sleep(2)  # the gateway writes the stream every 0.25 s
@@ -192,35 +263,40 @@ def test_airflow_parses_the_dags_and_its_scheduler_is_healthy(stack: Stack) -> N
     health = requests.get(f"{airflow}/api/v2/monitor/health", timeout=10).json()
     for component in ("metadatabase", "scheduler", "triggerer", "dag_processor"):
         assert health[component]["status"] == "healthy", health
+    # The second person, who answers sign-offs (four eyes), signs in with their own password.
+    approver = {"username": "approver", "password": stack.project.variables["AIRFLOW_APPROVER_PASSWORD"]}
+    assert requests.post(f"{airflow}/auth/token", json=approver, timeout=10).status_code in (200, 201)
 
 
 def test_with_redis_stopped_the_gateway_still_answers(stack: Stack) -> None:
     gateway = stack.url("gateway")
     batch = {"batch": applicants(2)}
+    key = api_key(stack)
     stack.project.run("stop", "redis")
     try:
-        cached = requests.post(f"{gateway}/predict_cached", json=batch, timeout=10)
+        cached = requests.post(f"{gateway}/predict_cached", json=batch, headers=key, timeout=10)
         assert 200 <= cached.status_code < 300, cached.text
         assert cached.json()["cached"] is False and len(cached.json()["predictions"]) == 2
-        assert requests.post(f"{gateway}/predict", json=batch, timeout=10).status_code == 200
-        assert requests.post(f"{gateway}/predict_ab", json=batch, timeout=10).status_code == 200
+        assert requests.post(f"{gateway}/predict", json=batch, headers=key, timeout=10).status_code == 200
+        assert requests.post(f"{gateway}/predict_ab", json=batch, headers=key, timeout=10).status_code == 200
     finally:
         stack.project.run("start", "redis")
 
 
 def test_with_mlflow_stopped_the_gateway_keeps_serving_the_loaded_versions(stack: Stack) -> None:
     gateway = stack.url("gateway")
-    loaded = requests.get(f"{gateway}/models", timeout=5).json()
+    key = api_key(stack)
+    loaded = requests.get(f"{gateway}/models", headers=key, timeout=5).json()
     stack.project.run("stop", "mlflow")
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{stack.url('mlflow')}/health", timeout=5)
     batch = {"batch": applicants(2)}
-    predicted = requests.post(f"{gateway}/predict", json=batch, timeout=10)
+    predicted = requests.post(f"{gateway}/predict", json=batch, headers=key, timeout=10)
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["model"]["version"] == loaded["production"]["version"]
-    assert requests.post(f"{gateway}/predict_ab", json=batch, timeout=10).status_code == 200
+    assert requests.post(f"{gateway}/predict_ab", json=batch, headers=key, timeout=10).status_code == 200
     assert requests.get(f"{gateway}/ready", timeout=5).status_code == 200
     # Each worker answers with its own copy (warm-up times differ): the versions are what must not change.
-    served = requests.get(f"{gateway}/models", timeout=5).json()
+    served = requests.get(f"{gateway}/models", headers=key, timeout=5).json()
     for alias in ("production", "staging"):
         assert served[alias]["version"] == loaded[alias]["version"], alias

@@ -16,9 +16,9 @@ from tests.deploy.conftest import COMPOSE, REPO, load_yaml, run, tool
 SERVICES = {
     "postgres", "mlflow", "redis", "trainer", "gateway", "airflow-init", "airflow-api-server", "airflow-scheduler",
     "airflow-dag-processor", "airflow-triggerer", "prometheus", "pushgateway", "grafana", "loki-volume-init", "loki",
-    "alloy", "drift",
+    "alloy", "drift", "mlflow-access",
 }  # fmt: skip
-ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init", "drift"}
+ONE_SHOT = {"trainer", "airflow-init", "loki-volume-init", "drift", "mlflow-access"}
 # README's ports table: host port -> the service publishing it (the UIs and APIs a user opens, nothing else) and the
 # variable that moves it.
 PORTS = {
@@ -29,7 +29,8 @@ PORTS = {
 INTERNAL = {"postgres", "redis", "pushgateway", "loki"}
 SECRETS = {
     "POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_DB_PASSWORD", "REDIS_PASSWORD", "SERVING_ADMIN_TOKEN",
-    "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD",
+    "SERVING_API_KEYS", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD",
+    "AIRFLOW_APPROVER_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
 }  # fmt: skip
 AIRFLOW = {"airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
@@ -66,7 +67,12 @@ def test_long_running_services_have_health_checks_and_start_in_order(compose: di
                 assert dependency in ONE_SHOT, f"{name} waits for {dependency} to exit, but it keeps running"
     # The order the stack needs: database -> tracking server -> trainer -> gateway; Airflow after its init.
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert services["trainer"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    # The service users exist before anything signs in to MLflow (registry/access.py).
+    assert services["mlflow-access"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["trainer"]["depends_on"]["mlflow-access"]["condition"] == "service_completed_successfully"
+    for name in ("trainer", "gateway", "drift", "airflow-scheduler"):
+        assert services[name]["environment"]["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_"), name
+    assert "--app-name=basic-auth" in services["mlflow"]["command"]
     assert services["gateway"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
     for name in AIRFLOW - {"airflow-init"}:
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
@@ -149,15 +155,16 @@ def test_the_container_monitoring_configs_differ_from_monitorings_only_by_addres
     theirs = load_yaml(REPO / "monitoring" / "prometheus" / "prometheus.yml")
 
     def without_targets(config: dict[str, Any]) -> dict[str, Any]:
+        # MLflow runs its basic-auth app in compose only: that scrape signs in (the reader's password file).
         jobs = [
-            {**job, "static_configs": [{**s, "targets": None} for s in job["static_configs"]]}
+            {**job, "static_configs": [{**s, "targets": None} for s in job["static_configs"]], "basic_auth": None}
             for job in config["scrape_configs"]
         ]
         return {**config, "scrape_configs": jobs}
 
     assert without_targets(ours) == without_targets(theirs)
     targets = [t for job in ours["scrape_configs"] for s in job["static_configs"] for t in s["targets"]]
-    assert targets == ["gateway:8000", "pushgateway:9091", "mlflow:5000", "localhost:9090"]
+    assert targets == ["gateway:9100", "pushgateway:9091", "mlflow:5000", "localhost:9090"]
 
     ours = load_yaml(REPO / "compose" / "grafana" / "datasources.yml")
     theirs = load_yaml(REPO / "monitoring" / "grafana" / "provisioning" / "datasources" / "datasources.yml")
@@ -186,7 +193,7 @@ def test_docker_compose_1_29_and_local_stand_ins_can_run_it(compose: dict[str, A
     assert "name" not in compose
     assert compose["x-build-args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-" + pinned_python_image() + "}"}
     built = [service for service in compose["services"].values() if "build" in service]
-    assert len(built) == 8 and all(service["build"]["args"] == compose["x-build-args"] for service in built)
+    assert len(built) == 9 and all(service["build"]["args"] == compose["x-build-args"] for service in built)
     # Image variables that select local stand-ins (docker/local/, scripts/container_images.py); empty in
     # .env.example, so that the compose file's pinned published images are the one default.
     example = (COMPOSE.parent / ".env.example").read_text()
@@ -222,3 +229,15 @@ def test_the_drift_job_is_a_one_shot_of_the_pipeline_image_behind_a_profile(comp
     assert drift["image"] == compose["services"]["trainer"]["image"]
     assert drift["environment"]["MONITORING_PUSHGATEWAY_URL"] == "http://pushgateway:9091"
     assert {"REDIS_URL", "MLFLOW_TRACKING_URI"} <= set(drift["environment"])
+
+
+def test_the_gateway_needs_api_keys_and_serves_its_metrics_on_the_compose_network_only(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    environment = gateway["environment"]
+    assert environment["SERVING_API_KEYS"] == "${SERVING_API_KEYS:?set SERVING_API_KEYS}"
+    host, port = environment["SERVING_METRICS_BIND"].rsplit(":", 1)
+    assert host == "0.0.0.0" and port != environment["SERVING_BIND"].rsplit(":", 1)[1]
+    assert not any(entry.endswith(f":{port}") for entry in gateway["ports"]), "the metrics port is published"
+    prometheus = load_yaml(REPO / "compose" / "prometheus" / "prometheus.yml")
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "credit-scoring-api"]
+    assert job["static_configs"][0]["targets"] == [f"gateway:{port}"]

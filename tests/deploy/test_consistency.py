@@ -17,7 +17,8 @@ from pydantic_settings import BaseSettings
 
 from monitoring.settings import MonitoringSettings
 from orchestration.portfolio import MonthlyPortfolioSettings
-from orchestration.settings import OrchestrationSettings
+from orchestration.settings import ApprovalPolicy, OrchestrationSettings
+from registry.access import AccessSettings
 from registry.settings import RegistrySettings
 from serving.server import ServerSettings
 from serving.settings import ServingSettings
@@ -113,11 +114,16 @@ def readers() -> dict[str, set[str]]:
         "trainer": settings_variables(PipelineSettings) | registry | client,
         # compose's `drift` (the trainer image): `python -m monitoring.drift` alone.
         "drift": settings_variables(MonitoringSettings) | registry | client,
+        # `python -m registry.access` (compose's mlflow-access, the Kubernetes Job): AccessSettings as the admin.
+        "access": settings_variables(AccessSettings) | client,
         # `mlflow server`: MLflow's own variables only.
         "mlflow": mlflow_variables() | STANDARD,
         # The DAGs' tasks (orchestration/: OrchestrationSettings, MonthlyPortfolioSettings) call steps/, registry/,
         # monitoring/ and portfolio/ in-process; AIRFLOW__* are checked apart, against Airflow's own configuration.
-        "airflow": airflow | settings_variables(OrchestrationSettings) | settings_variables(MonthlyPortfolioSettings),
+        "airflow": airflow
+        | settings_variables(OrchestrationSettings)
+        | settings_variables(MonthlyPortfolioSettings)
+        | settings_variables(ApprovalPolicy),
     }
 
 
@@ -126,11 +132,12 @@ COMPOSE_PROCESS = {
     "trainer": "trainer",
     "mlflow": "mlflow",
     "drift": "drift",
+    "mlflow-access": "access",
 }  # + airflow-* -> "airflow"
-KUBERNETES_PROCESS = {"gateway": "gateway", "gateway-canary": "gateway", "mlflow": "mlflow"}
+KUBERNETES_PROCESS = {"gateway": "gateway", "gateway-canary": "gateway", "mlflow": "mlflow", "mlflow-access": "access"}
 DOCKERFILE_PROCESSES = {
     "gateway.Dockerfile": {"gateway"},
-    "trainer.Dockerfile": {"trainer", "mlflow", "drift"},  # the trainer's, the tracking server's, the drift job's
+    "trainer.Dockerfile": {"trainer", "mlflow", "drift", "access"},  # also the tracking server, drift, mlflow-access
     "airflow.Dockerfile": {"airflow"},
 }
 
@@ -200,9 +207,15 @@ def test_kubernetes_variables_are_read_by_the_code(read_by: dict[str, set[str]],
     secret_keys = set()
     for manifests in rendered.values():
         configmaps = by_kind(manifests, "ConfigMap")
-        for deployment in by_kind(manifests, "Deployment").values():
+        workloads = [*by_kind(manifests, "Deployment").values(), *by_kind(manifests, "Job").values()]
+        for deployment in workloads:
             process = KUBERNETES_PROCESS[deployment["metadata"]["name"]]
-            for container in deployment["spec"]["template"]["spec"]["containers"]:
+            pod = deployment["spec"]["template"]["spec"]
+            # A Secret mounted as files (MLflow's auth ini): its keys are read by the process through that path.
+            secret_keys |= {
+                item["key"] for volume in pod.get("volumes", []) for item in volume.get("secret", {}).get("items", [])
+            }
+            for container in pod["containers"]:
                 names = {item["name"] for item in container.get("env", [])}
                 secret_keys |= {
                     item["valueFrom"]["secretKeyRef"]["key"]
@@ -235,8 +248,10 @@ def test_ports_agree_everywhere(rendered) -> None:
     assert services["airflow-api-server"]["command"][-2:] == ["--port", "8080"]
     gateway = (REPO / "docker" / "gateway.Dockerfile").read_text()
     assert "SERVING_BIND=0.0.0.0:8000" in gateway and "EXPOSE 8000" in gateway and "127.0.0.1:8000/health" in gateway
-    # Prometheus (compose) scrapes each service on the port it listens on inside the network.
-    listening = {"gateway": 8000, "pushgateway": 9091, "mlflow": 5000, "localhost": 9090}
+    # Prometheus (compose) scrapes each service on the port it listens on inside the network: the gateway's metrics
+    # on their own port (SERVING_METRICS_BIND), not on 8000.
+    metrics_port = int(services["gateway"]["environment"]["SERVING_METRICS_BIND"].rsplit(":", 1)[1])
+    listening = {"gateway": metrics_port, "pushgateway": 9091, "mlflow": 5000, "localhost": 9090}
     config = load_yaml(REPO / "compose" / "prometheus" / "prometheus.yml")
     for job in config["scrape_configs"]:
         for target in job["static_configs"][0]["targets"]:

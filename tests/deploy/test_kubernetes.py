@@ -113,3 +113,67 @@ def test_mlflow_runs_without_its_job_runner_and_accepts_scrapes(rendered) -> Non
         policy = by_kind(manifests, "NetworkPolicy")["mlflow"]["spec"]["ingress"][0]["from"]
         namespaces = [p["namespaceSelector"]["matchLabels"] for p in policy if "namespaceSelector" in p]
         assert {"kubernetes.io/metadata.name": "amazon-cloudwatch"} in namespaces, overlay
+
+
+def test_the_gateway_takes_its_api_keys_from_the_secret_and_serves_metrics_to_the_monitoring_namespace_only(
+    rendered,
+) -> None:
+    template = load_yaml(KUBERNETES / "base" / "secrets.example.yaml")
+    assert template["stringData"]["SERVING_API_KEYS"] == ""
+    for overlay, manifests in rendered.items():
+        config = by_kind(manifests, "ConfigMap")["gateway-config"]["data"]
+        metrics_port = int(config["SERVING_METRICS_BIND"].rsplit(":", 1)[1])
+        assert metrics_port != int(config["SERVING_BIND"].rsplit(":", 1)[1])
+        for name, deployment in by_kind(manifests, "Deployment").items():
+            if not name.startswith("gateway"):
+                continue
+            template_spec = deployment["spec"]["template"]
+            (container,) = template_spec["spec"]["containers"]
+            keys = {item["name"]: item for item in container["env"]}["SERVING_API_KEYS"]
+            assert keys["valueFrom"]["secretKeyRef"] == {"name": "credit-scoring-secrets", "key": "SERVING_API_KEYS"}
+            ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+            assert ports["metrics"] == metrics_port, overlay
+            assert template_spec["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
+        for service in (s for n, s in by_kind(manifests, "Service").items() if n.startswith("gateway")):
+            assert metrics_port not in {port["port"] for port in service["spec"]["ports"]}  # not via the ingress
+        rules = by_kind(manifests, "NetworkPolicy")["gateway"]["spec"]["ingress"]
+        reaching_metrics = [rule for rule in rules if metrics_port in {port["port"] for port in rule["ports"]}]
+        monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "amazon-cloudwatch"}}}]
+        assert reaching_metrics and all(rule.get("from") == monitoring for rule in reaching_metrics), overlay
+
+
+def test_mlflow_signs_everyone_in_and_a_job_provisions_the_service_users(rendered) -> None:
+    from registry.access import USERS
+
+    for overlay, manifests in rendered.items():
+        mlflow = by_kind(manifests, "Deployment")["mlflow"]["spec"]["template"]["spec"]
+        server = mlflow["containers"][0]
+        assert "--app-name=basic-auth" in server["args"], overlay
+        env = {item["name"]: item for item in server["env"]}
+        for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            assert env[name]["valueFrom"]["secretKeyRef"]["key"] == name, (overlay, name)
+        # The ini names the auth database with its password: a file from the Secret, read-only.
+        mounts = {mount["name"]: mount for mount in server["volumeMounts"]}
+        config = env["MLFLOW_AUTH_CONFIG_PATH"]["value"]
+        assert config.startswith(mounts["auth-config"]["mountPath"] + "/") and mounts["auth-config"]["readOnly"]
+        secret = {volume["name"]: volume for volume in mlflow["volumes"]}["auth-config"]["secret"]
+        assert secret["items"] == [{"key": "MLFLOW_AUTH_INI", "path": config.rsplit("/", 1)[1]}]
+        job = by_kind(manifests, "Job")["mlflow-access"]
+        assert job["spec"]["ttlSecondsAfterFinished"] > 0  # so that the next apply runs it again
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", "registry.access"]
+        job_env = {item["name"]: item for item in container["env"]}
+        assert job_env["MLFLOW_TRACKING_USERNAME"]["value"] == "admin"
+        assert job_env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "MLFLOW_AUTH_ADMIN_PASSWORD"
+        for user in USERS:
+            key = f"MLFLOW_{user.upper()}_PASSWORD"
+            assert job_env[key]["valueFrom"]["secretKeyRef"]["key"] == key, (overlay, key)
+        for name, deployment in by_kind(manifests, "Deployment").items():
+            if name.startswith("gateway"):
+                containers = deployment["spec"]["template"]["spec"]["containers"]
+                gateway = {item["name"]: item for item in containers[0]["env"]}
+                assert gateway["MLFLOW_TRACKING_USERNAME"]["value"] == "gateway", (overlay, name)
+                password = gateway["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
+                assert password == "MLFLOW_GATEWAY_PASSWORD", (overlay, name)
+    template = load_yaml(KUBERNETES / "base" / "secrets.example.yaml")["stringData"]
+    assert {f"MLFLOW_{user.upper()}_PASSWORD" for user in USERS} | {"MLFLOW_AUTH_INI"} <= set(template)

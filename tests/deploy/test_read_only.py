@@ -62,7 +62,7 @@ def compose_read_only() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_the_read_only_services_are_the_ones_running_our_images() -> None:
-    assert {name for name, _ in compose_read_only()} == {"mlflow", "trainer", "gateway", "drift"}
+    assert {name for name, _ in compose_read_only()} == {"mlflow", "trainer", "gateway", "drift", "mlflow-access"}
 
 
 def dockerfile_of(service: dict[str, Any]) -> str:

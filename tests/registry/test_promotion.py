@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from registry import audit
 from registry.errors import RegistryError
 from registry.gate import GateRefusedError, GateReport
-from registry.promotion import SchemaChangeError, gate_report, promote, record_refusal, rollback, stage
+from registry.promotion import SchemaChangeError, gate_report, promote, record_decision, rollback, stage
 from registry.resolve import resolve
 from registry.settings import RegistrySettings
 from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, VersionSpec, registration, set_alias
@@ -345,11 +345,15 @@ def test_cli_promote_output_is_the_report_and_the_message_without_progress_bars(
 def test_cli_refused_gate_prints_the_report_and_exits_3(
     registry_settings: RegistrySettings, registered_versions: RegisteredVersions
 ) -> None:
-    refused = registry_cli(registry_settings, "promote", "--version", registered_versions.versions["weak_fp32"])
+    weak = registered_versions.versions["weak_fp32"]
+    refused = registry_cli(registry_settings, "promote", "--version", weak)
     assert refused.returncode == 3
     assert "| auc_vs_incumbent | FAIL |" in refused.stderr
     assert refused.stderr.strip().splitlines()[-1].startswith("error: gate refused version")
     assert "Traceback" not in refused.stderr
+    # The gate's refusal parks the version: the promotion DAG does not propose it again on its own.
+    parked = registry_cli(registry_settings, "parked", "--version", weak)
+    assert f"version {weak} is parked: refused by the gate" in parked.stdout
 
 
 def test_cli_refuses_another_schema_with_exit_3_and_records_the_refusal(
@@ -402,15 +406,49 @@ def test_a_gate_report_moves_nothing_and_a_recorded_refusal_is_one_audit_record(
     assert GateReport.from_dict(json.loads(json.dumps(evaluation.report.to_dict()))) == evaluation.report
     assert gate_report(base, registry_settings).report is None  # production itself: nothing to evaluate
 
-    run_id = record_refusal(registry_settings, evaluation, "reviewer@test", "rejected by reviewer", evaluation.report)
+    run_id = record_decision(
+        registry_settings, evaluation, audit.REJECTED, "airflow x/run", "rejected by reviewer", approver="reviewer"
+    )
     records = audit_records(registry_settings)
     assert len(records) == before + 1 and records[0].run_id == run_id
-    refusal = records[0]
-    assert (refusal.action, refusal.outcome, refusal.from_version, refusal.to_version) == (
+    rejection = records[0]
+    assert (rejection.action, rejection.outcome, rejection.from_version, rejection.to_version) == (
         "promote",
-        "refused",
+        "rejected",
         base,
         candidate,
     )
-    assert (refusal.actor, refusal.reason) == ("reviewer@test", "rejected by reviewer")
+    assert (rejection.actor, rejection.approver, rejection.reason) == (
+        "airflow x/run",
+        "reviewer",
+        "rejected by reviewer",
+    )
     assert production(registry_settings) == base and staged(registry_settings) == candidate
+
+    # The rejection parks the version: `registry parked` says why; `registry unpark` (with a reason) asks again.
+    client = MlflowClient(registry_settings.tracking_uri)
+    assert audit.parked_by(client, registry_settings, candidate) == rejection
+    shown = registry_cli(registry_settings, "parked")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(
+        f"{registry_settings.model_name} version {candidate} is parked: rejected by reviewer"
+    )
+    refused = registry_cli(registry_settings, "unpark", "--version", candidate, "--reason", " ")
+    assert (refused.returncode, refused.stderr.strip()) == (2, "error: unparking a version needs a reason (--reason)")
+    unparked = registry_cli(registry_settings, "unpark", "--version", candidate, "--reason", "new evidence")
+    assert unparked.returncode == 0, unparked.stderr
+    assert audit.parked_by(client, registry_settings, candidate) is None
+    assert audit_records(registry_settings)[0].action == "unpark"
+    again = registry_cli(registry_settings, "unpark", "--version", candidate, "--reason", "twice")
+    assert (again.returncode, again.stderr.strip()) == (
+        2,
+        f"error: {registry_settings.model_name} version {candidate} is not parked",
+    )
+    assert "is not parked" in registry_cli(registry_settings, "parked", "--version", candidate).stdout
+
+    # Rejected again, then staging moves to it anew: that lifts the parking too.
+    record_decision(registry_settings, evaluation, audit.REJECTED, "airflow x/run2", "no", approver="reviewer")
+    assert audit.parked_by(client, registry_settings, candidate) is not None
+    set_alias(client, registry_settings.model_name, STAGING_ALIAS, base)
+    stage(candidate, reason="again", actor="tests", settings=registry_settings)
+    assert audit.parked_by(client, registry_settings, candidate) is None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -36,8 +38,8 @@ from tests.conftest import RedisProcess, Served
 TOKEN = "test-admin-token-0123"
 
 
-@pytest.fixture
-def app(served: Served, redis_server: RedisProcess, tmp_path: Path):
+def built_app(served: Served, redis_server: RedisProcess, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
+    """The gateway app of the tests' model and Redis (`overrides`: other settings); stopped afterwards."""
     settings = ServingSettings(
         tracking_uri=served.url,
         model_name=served.model_name,
@@ -47,11 +49,17 @@ def app(served: Served, redis_server: RedisProcess, tmp_path: Path):
         model_cache_dir=str(tmp_path / "models"),
         max_batch_rows=100,
         max_body_bytes=64 * 1024,
+        **overrides,
     )
     application = create_app(settings)
     yield application
     gateway_of(application).store.stop_polling()
     gateway_of(application).predictions.log.close()
+
+
+@pytest.fixture
+def app(served: Served, redis_server: RedisProcess, tmp_path: Path):
+    yield from built_app(served, redis_server, tmp_path)
 
 
 @pytest.fixture
@@ -560,6 +568,12 @@ JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}
 def test_the_fast_path_answers_exactly_as_the_flask_app(app, client, path: str, body: str, headers) -> None:
     """Every scoring request gets the same status, headers, body, metrics and access line with or without
     serving/fast_path.py in front of the Flask app (the request id is the caller's, so the bodies compare whole)."""
+    assert_same_answer_with_and_without_the_fast_path(app, client, path, body, headers)
+
+
+def assert_same_answer_with_and_without_the_fast_path(app, client, path: str, body: str, headers) -> dict[str, object]:
+    """The answer (status, headers that matter, JSON body, access line) through the fast path and through the Flask
+    app alone, asserted equal; returns it."""
     flask_alone = Client(app.wsgi_app.flask_app, Response)
     gateway = gateway_of(app)
     answers, lines = [], []
@@ -572,10 +586,139 @@ def test_the_fast_path_answers_exactly_as_the_flask_app(app, client, path: str, 
             response = sender.post(path, data=body, headers={**headers, "X-Request-ID": "req-1"})
         finally:
             logging.getLogger(AccessLog.name).setLevel(logging.NOTSET)
-        answers.append((response.status_code, response.headers["Content-Type"], response.headers["X-Request-ID"],
-                        json.loads(response.data)))  # fmt: skip
+        answers.append({"status": response.status_code, "body": json.loads(response.data),
+                        **{name: response.headers.get(name) for name in ANSWER_HEADERS}})  # fmt: skip
         (line,) = [json.loads(text) for text in sink.getvalue().splitlines()]
         lines.append({key: value for key, value in line.items() if key not in {"ts", "latency_ms"}})
     assert answers[0] == answers[1]
     assert lines[0] == lines[1]
-    assert answers[0][2] == "req-1" and lines[0]["request_id"] == "req-1"
+    assert answers[0]["X-Request-ID"] == "req-1" and lines[0]["request_id"] == "req-1"
+    return {**answers[0], "access_line": lines[0]}
+
+
+ANSWER_HEADERS = ("Content-Type", "X-Request-ID", "WWW-Authenticate")
+# Two keys at once, as during a rotation; neither is a placeholder or short (the production rule).
+FIRST_KEY, SECOND_KEY = "first-key-4f1c9a7e2b", "second-key-8d3e6b0a5c"
+
+
+@pytest.fixture
+def keyed_app(served: Served, redis_server: RedisProcess, tmp_path: Path):
+    """The gateway with SERVING_API_KEYS set (two keys), models loaded."""
+    for application in built_app(served, redis_server, tmp_path, api_keys=f" {FIRST_KEY}, {SECOND_KEY} ,"):
+        start_serving(application)
+        yield application
+
+
+ONE_ROW = json.dumps({"batch": [ROW]})
+BEARER = {"Authorization": f"Bearer {FIRST_KEY}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "code"),
+    [
+        ("/predict", ONE_ROW, {}, 401, "missing_api_key"),
+        ("/explain", ONE_ROW, {}, 401, "missing_api_key"),
+        ("/predict_cached", ONE_ROW, {}, 401, "missing_api_key"),
+        ("/predict_ab", ONE_ROW, {}, 401, "missing_api_key"),
+        ("/predict", ONE_ROW, {"Authorization": "Basic Zmlyc3Q6a2V5"}, 401, "missing_api_key"),  # not a bearer
+        ("/predict", ONE_ROW, {"Authorization": "Bearer "}, 401, "missing_api_key"),
+        ("/predict", ONE_ROW, {"Authorization": "Bearer not-a-key-of-ours"}, 401, "invalid_api_key"),
+        ("/predict", ONE_ROW, {"X-API-Key": FIRST_KEY[:-1]}, 401, "invalid_api_key"),  # one character short
+        ("/predict", ONE_ROW, {"X-API-Key": FIRST_KEY + "0"}, 401, "invalid_api_key"),
+        ("/predict", ONE_ROW, {"X-API-Key": f"{FIRST_KEY},{SECOND_KEY}"}, 401, "invalid_api_key"),  # the setting
+        ("/predict", ONE_ROW, {"X-API-Key": "wrong", **BEARER}, 401, "invalid_api_key"),  # X-API-Key wins
+        ("/predict", ONE_ROW, BEARER, 200, None),
+        ("/predict", ONE_ROW, {"Authorization": f"bearer {SECOND_KEY}"}, 200, None),  # the scheme's case is free
+        ("/predict_ab", ONE_ROW, {"X-API-Key": SECOND_KEY}, 200, None),
+        ("/explain", ONE_ROW, {"X-API-Key": FIRST_KEY}, 200, None),
+        ("/predict_cached", ONE_ROW, BEARER, 200, None),
+        ("/predict", "{not json", {}, 401, "missing_api_key"),  # no key: no word on the body
+        ("/predict", json.dumps({"batch": [{"values": [1]}]}), {}, 401, "missing_api_key"),
+        ("/predict", json.dumps({"batch": [{"values": [1]}]}), BEARER, 422, "invalid_rows"),
+        ("/predict", ONE_ROW.replace("9", "NaN", 1), BEARER, 200, None),  # NaN literal: replayed to Flask
+        ("/predict", ONE_ROW.replace("9", "NaN", 1), {}, 401, "missing_api_key"),
+    ],
+)  # fmt: skip
+def test_the_scoring_routes_need_an_api_key_in_either_header_and_both_paths_agree(
+    keyed_app, path: str, body: str, headers: dict[str, str], status: int, code: str | None
+) -> None:
+    answer = assert_same_answer_with_and_without_the_fast_path(
+        keyed_app, keyed_app.test_client(), path, body, {**JSON_TYPE, **headers}
+    )
+    assert answer["status"] == status, answer
+    assert answer["access_line"]["status"] == status and answer["access_line"]["endpoint"] == path.lstrip("/")
+    if status == 200:
+        assert len(answer["body"]["predictions"]) == 1 and answer["WWW-Authenticate"] is None
+        return
+    error = answer["body"]["error"]
+    assert (error["status"], error["code"], error["request_id"]) == (status, code, "req-1")
+    if status == 401:
+        assert answer["WWW-Authenticate"].startswith('Bearer realm="credit-scoring-gateway"')
+        assert ('error="invalid_token"' in answer["WWW-Authenticate"]) == (code == "invalid_api_key")
+    if code == "missing_api_key":
+        assert "Authorization: Bearer <key>" in error["message"] and "X-API-Key: <key>" in error["message"]
+
+
+def test_with_api_keys_health_ready_and_the_docs_stay_open_and_models_needs_a_key(keyed_app) -> None:
+    client = keyed_app.test_client()
+    for path in ("/health", "/ready", "/openapi.json", "/swagger"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/docs").status_code == 302
+    refused = client.get("/models")
+    assert refused.status_code == 401 and refused.json["error"]["code"] == "missing_api_key"
+    assert client.get("/models", headers={"X-API-Key": SECOND_KEY}).json["production"]["version"] == "1"
+    # /admin/reload keeps its own token: an API key is not one.
+    assert client.post("/admin/reload", headers={"Authorization": f"Bearer {FIRST_KEY}"}).status_code == 403
+    assert client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_refused_calls_are_counted_and_logged_like_other_4xx_without_the_key(keyed_app, capfd) -> None:
+    client = keyed_app.test_client()
+    logging.getLogger(AccessLog.name).setLevel(logging.INFO)
+    try:
+        client.post("/predict", data=ONE_ROW, headers=JSON_TYPE)
+        client.post("/predict", data=ONE_ROW, headers={**JSON_TYPE, "X-API-Key": "guessed-key-1234567890"})
+        client.post("/predict", data=ONE_ROW, headers={**JSON_TYPE, **BEARER})
+    finally:
+        logging.getLogger(AccessLog.name).setLevel(logging.NOTSET)
+    metrics = client.get("/metrics").data.decode()
+    assert 'flask_http_request_duration_seconds_count{endpoint="predict",method="POST",status="401"} 2.0' in metrics
+    assert 'flask_http_request_total{method="POST",status="401"} 2.0' in metrics
+    out = capfd.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [line["status"] for line in lines if line.get("endpoint") == "predict"] == [401, 401, 200]
+    assert "guessed-key" not in out and FIRST_KEY not in out and SECOND_KEY not in out
+
+
+def test_the_openapi_document_declares_the_api_key_on_the_scoring_routes(keyed_app) -> None:
+    spec = keyed_app.test_client().get("/openapi.json").json
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["apiKeyBearer"] | {"description": ""} == {"type": "http", "scheme": "bearer", "description": ""}
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    either = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+    for path in ("/predict", "/predict_ab", "/predict_cached", "/explain"):
+        operation = spec["paths"][path]["post"]
+        assert operation["security"] == either and "401" in operation["responses"], path
+    assert spec["paths"]["/models"]["get"]["security"] == either
+    assert spec["paths"]["/admin/reload"]["post"]["security"] == [{"adminToken": []}]
+    for path in ("/health", "/ready"):
+        assert "security" not in spec["paths"][path]["get"], path
+
+
+def test_with_metrics_served_elsewhere_the_public_app_has_no_metrics_route(
+    served: Served, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    settings = ServingSettings(
+        tracking_uri=served.url,
+        model_name=served.model_name,
+        redis_url=redis_server.url,
+        reload_interval_s=0,
+        model_cache_dir=str(tmp_path / "models"),
+        metrics_bind="127.0.0.1:9100",
+    )
+    application = create_app(settings)
+    try:
+        answer = application.test_client().get("/metrics")
+        assert answer.status_code == 404 and answer.json["error"]["status"] == 404 and set(answer.json) == {"error"}
+    finally:
+        gateway_of(application).predictions.log.close()

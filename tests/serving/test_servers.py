@@ -23,6 +23,7 @@ from registry.promotion import promote
 from registry.settings import RegistrySettings
 from registry.versions import STAGING_ALIAS
 from scripts.gateway_process import server_workers
+from scripts.tracking_server import free_port
 from serving.prediction_log import rows_of
 from tests.conftest import GatewayProcess, RedisProcess, Served, running_gateway
 
@@ -280,6 +281,58 @@ def test_the_log_file_is_rotated_by_size_and_keeps_every_line_whole(served: Serv
     assert not (tmp_path / "gateway.log").read_text().strip()  # nothing went to the server's own stdout
 
 
+API_KEY = "server-test-key-5e2a9c41d7"
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_with_api_keys_and_an_internal_metrics_address_under_each_server(
+    served: Served, tmp_path: Path, server: str
+) -> None:
+    metrics_port = free_port()
+    with running_gateway(
+        served.url,
+        served.model_name,
+        tmp_path,
+        "redis://127.0.0.1:1/0",  # no Redis: the gateway answers all the same
+        SERVING_SERVER=server,
+        SERVING_API_KEYS=f"old-{API_KEY},{API_KEY}",
+        SERVING_METRICS_BIND=f"127.0.0.1:{metrics_port}",
+    ) as gateway:
+        refused = requests.post(f"{gateway.url}/predict", data=BODY, headers=HEADERS, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        wrong = requests.post(
+            f"{gateway.url}/predict", data=BODY, headers={**HEADERS, "X-API-Key": "x" * 24}, timeout=10
+        )
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert requests.get(f"{gateway.url}/health", timeout=10).status_code == 200
+        # New connections: under either server they reach both workers, whose metrics the master must sum.
+        for number in range(30):
+            header = {"Authorization": f"Bearer {API_KEY}"} if number % 2 else {"X-API-Key": f"old-{API_KEY}"}
+            answer = requests.post(f"{gateway.url}/predict", data=BODY, headers={**HEADERS, **header}, timeout=10)
+            assert answer.status_code == 200, answer.text
+        public = requests.get(f"{gateway.url}/metrics", timeout=10)
+        assert public.status_code == 404 and public.json()["error"]["status"] == 404
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert metric_total(metrics, "gateway_predictions_total", 'variant="A"') == 30
+        assert (
+            metric_total(metrics, "flask_http_request_duration_seconds_count", 'endpoint="predict"', 'status="200"')
+            == 30
+        )
+        assert metric_total(metrics, "flask_http_request_total", 'status="401"') == 2
+        assert metric_total(metrics, "flask_http_request_total", 'status="404"') == 1  # the public /metrics
+        # Each worker's own gauge (set once it has loaded production; /ready waited for one of them), one series per
+        # worker process: the master reports both.
+        assert len(server_workers(gateway.process.pid)) == 2
+        deadline = time.monotonic() + 60
+        while metric_total(metrics, "gateway_model_info", 'alias="production"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert metric_total(metrics, "gateway_model_info", 'alias="production"') == 2, metrics
+        lines = gateway.log_path.read_text()
+        assert API_KEY not in lines
+
+
 @pytest.mark.parametrize(
     ("variables", "arguments", "said"),
     [
@@ -287,6 +340,10 @@ def test_the_log_file_is_rotated_by_size_and_keeps_every_line_whole(served: Serv
         ({"SERVING_WORKERS": "0"}, [], "error: SERVING_WORKERS: "),
         ({"SERVING_ENVIRONMENT": "production", "SERVING_ADMIN_TOKEN": "changeme"}, [],
          "error: settings: Value error, SERVING_ADMIN_TOKEN must be set to a real secret"),  # the app's, said once
+        ({"SERVING_ENVIRONMENT": "production", "SERVING_ADMIN_TOKEN": "a-real-admin-token-1234",
+          "SERVING_API_KEYS": "changeme"}, [], "error: settings: Value error, SERVING_API_KEYS: every key must be"),
+        ({"SERVING_BIND": "127.0.0.1:8000", "SERVING_METRICS_BIND": "0.0.0.0:8000"}, [],
+         "error: settings: Value error, SERVING_METRICS_BIND must not use SERVING_BIND's port"),
         ({"SERVING_LOG_FILE": "/proc/no-such-folder/gateway.log"}, [], "error: SERVING_LOG_FILE: /proc/no-such"),
         ({}, ["--workers", "4"], "error: python -m serving takes no arguments"),
     ],

@@ -49,3 +49,36 @@ def test_the_registry_settings_of_the_gateway_name_the_same_server_and_model(tmp
     registry_settings = gateway_registry_settings(settings)
     assert (registry_settings.tracking_uri, registry_settings.model_name) == ("http://mlflow:5000", "scorecard")
     assert registry_settings.cache_dir == tmp_path
+
+
+REAL_KEY = "k3y-of-a-real-client-0123"
+
+
+@pytest.mark.parametrize(
+    ("keys", "said"),
+    [
+        ("", "SERVING_API_KEYS must name at least one key"),
+        (" , ", "SERVING_API_KEYS must name at least one key"),
+        ("changeme", "SERVING_API_KEYS: every key must be a real secret"),
+        (f"{REAL_KEY},api-key", "SERVING_API_KEYS: every key must be a real secret"),  # one placeholder is enough
+        ("short-key", "at least 16 characters"),
+    ],
+)
+def test_production_refuses_missing_placeholder_or_short_api_keys(keys: str, said: str) -> None:
+    with pytest.raises(ValidationError, match=said):
+        ServingSettings(environment="production", admin_token="a-real-admin-token-1234", api_keys=keys)
+    assert ServingSettings(environment="development", api_keys=keys).environment == "development"
+
+
+def test_api_keys_are_read_comma_separated_and_kept_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVING_API_KEYS", f"{REAL_KEY}, second-{REAL_KEY} ,")
+    settings = ServingSettings(environment="production", admin_token="a-real-admin-token-1234")
+    assert settings.api_key_list() == [REAL_KEY, f"second-{REAL_KEY}"]
+    assert REAL_KEY not in repr(settings) and REAL_KEY not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize("bind", ["9100", "0.0.0.0:", "host:port", "0.0.0.0 :9100"])
+def test_a_metrics_address_that_is_not_host_and_port_is_refused(bind: str) -> None:
+    with pytest.raises(ValidationError, match="metrics_bind"):
+        ServingSettings(metrics_bind=bind)
+    assert ServingSettings(metrics_bind="0.0.0.0:9100").metrics_bind == "0.0.0.0:9100"
