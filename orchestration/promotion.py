@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -24,7 +25,8 @@ from registry.versions import PRODUCTION_ALIAS, STAGING_ALIAS, model_exists
 logger = logging.getLogger(__name__)
 
 NOTHING_TO_DO, REFUSED, PASSED = "nothing_to_do", "refused", "passed"
-APPROVE = "Approve"  # ApprovalOperator.APPROVE (Airflow is not imported here; tests/airflow checks they agree)
+# ApprovalOperator's options (Airflow is not imported here; tests/airflow checks they agree).
+APPROVE, REJECT = "Approve", "Reject"
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class GateDecision:
 
 
 def dag_actor(dag_id: str, run_id: str) -> str:
-    """The audit trail's actor for a DAG run (the approver is appended when there is one)."""
+    """The audit trail's actor for a DAG run (the approver has a tag of its own)."""
     return audit.dag_run_actor(dag_id, run_id)
 
 
@@ -138,11 +140,28 @@ def chosen_option(answer: Mapping[str, Any] | None) -> str | None:
     return str(options[0]) if options else None
 
 
-def proposer_of(settings: RegistrySettings, version: str) -> str:
-    """The person who last staged `version` ('' when unknown: a scheduled pipeline run)."""
+def askers(settings: RegistrySettings, version: str, requested_by: str) -> set[str]:
+    """Who asked for this promotion, and so may not sign it off under four eyes: `requested_by` (the user who
+    triggered the DAG run) and the person who last staged `version` (either unknown: left out)."""
     client = MlflowClient(settings.tracking_uri)
     staged = audit.history(client, settings, audit.query(action="stage", outcome=audit.MOVED, to_version=version))
-    return staged[0].requested_by if staged else ""
+    proposer = staged[0].requested_by if staged else ""
+    return {user for user in (requested_by, proposer) if user}
+
+
+def unmoved_outcome(answer: Mapping[str, Any] | None, timeout: timedelta) -> tuple[str, str, str] | None:
+    """The audit outcome, reason and approver of a sign-off that moved nothing (a time-out, a refused assignment, a
+    "Reject"), or None: no sign-off, or an approval (`promote` records the move or its refusal)."""
+    if not answer:
+        return None
+    if answer.get("timed_out"):
+        return audit.TIMED_OUT, f"no answer within {timeout / timedelta(days=1):g} days", ""
+    if answer.get("refused"):
+        return audit.REFUSED, str(answer["refused"]), ""
+    if chosen_option(answer) == REJECT:
+        approver = approver_of(answer) or ""
+        return audit.REJECTED, f"rejected by {approver or 'unknown user'}", approver
+    return None
 
 
 def assigned_approvers(policy: ApprovalPolicy, excluded: set[str]) -> list[str] | None:
@@ -251,8 +270,7 @@ def _move_problem(
 ) -> str | None:
     version = evaluation.version
     if policy is not None:
-        excluded = {user for user in (requested_by, proposer_of(settings, version)) if user}
-        problem = sign_off_problem(policy, approved_by, excluded, chosen)
+        problem = sign_off_problem(policy, approved_by, askers(settings, version, requested_by), chosen)
         if problem is not None:
             return problem
     current = _production_now(settings)

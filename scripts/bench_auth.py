@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scripts.bench_gateway import applicant_rows, gateway_body, wrk  # noqa: E402
+from scripts.bench_gateway import BENCH_STREAM, applicant_rows, gateway_body, wrk  # noqa: E402
 from scripts.gateway_process import running_gateway  # noqa: E402
 
 
@@ -41,14 +41,22 @@ def main() -> int:
     keys = [secrets.token_urlsafe(32) for _ in range(arguments.keys)]
     bodies = [gateway_body([row]) for row in applicant_rows(500)]
     # The last key configured: a request checked against every key either way (the comparison does not stop early).
-    variants = {"keys off": ({}, {}), "keys on": ({"SERVING_API_KEYS": ",".join(keys)}, {"X-API-Key": keys[-1]})}
+    keys_on = {"SERVING_API_KEYS": ",".join(keys)}
+    variants = {"keys off": ({}, {}), "keys on": (keys_on, {"X-API-Key": keys[-1]})}
     measured: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     with ExitStack() as running:
         urls = {}
         for name, (settings, _) in variants.items():
             folder = Path(tempfile.mkdtemp(prefix=f"bench-auth-{name.replace(' ', '-')}-"))
             gateway = running.enter_context(
-                running_gateway(arguments.tracking_uri, arguments.model, folder, arguments.redis_url, **settings)
+                running_gateway(
+                    arguments.tracking_uri,
+                    arguments.model,
+                    folder,
+                    arguments.redis_url,
+                    SERVING_PREDICTION_STREAM=BENCH_STREAM,
+                    **settings,
+                )
             )
             urls[name] = f"{gateway.url}/predict_ab"
         for round_number in range(1, arguments.rounds + 1):

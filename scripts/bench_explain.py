@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,24 +20,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from serving.app import create_app, start_serving  # noqa: E402
+from scripts.gateway_process import in_process_gateway  # noqa: E402
 from serving.service import gateway_of  # noqa: E402
-from serving.settings import ServingSettings  # noqa: E402
 
 ROW = {"values": [9, "rent", 60, 30, "married", "no", "freelance", 73, 129.0, 0.0, 0.0, 800, 846]}
 
 
 def measure(arguments: argparse.Namespace) -> dict[str, list[float]]:
-    with tempfile.TemporaryDirectory(prefix="bench-explain-") as folder:
-        settings = ServingSettings(
-            tracking_uri=arguments.tracking_uri,
-            model_name=arguments.model,
-            redis_url=arguments.redis_url,
-            reload_interval_s=0,
-            model_cache_dir=folder,
-        )
-        app = create_app(settings)
-        start_serving(app)
+    with in_process_gateway(arguments.tracking_uri, arguments.model, arguments.redis_url) as (app, _):
         client = app.test_client()
         production = gateway_of(app).store.served().get("production")
         if production is None or production.explainer is None:
@@ -64,8 +53,6 @@ def measure(arguments: argparse.Namespace) -> dict[str, list[float]]:
                 status = getattr(answer, "status_code", 200)
                 if status != 200:
                     raise SystemExit(f"{name}: HTTP {status}")
-        gateway_of(app).store.stop_polling()
-        gateway_of(app).predictions.log.close()
         return timings
 
 

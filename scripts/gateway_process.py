@@ -11,11 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from scripts.sample_requests import wait_until_ready
 from scripts.tracking_server import free_port, stop_group
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from serving.settings import ServingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,3 +106,33 @@ def running_gateway(
         yield GatewayProcess(url, redis_url, model_name, tracking_uri, log_path, process)
     finally:
         stop_group(process.pid, timeout=30, process=process)
+
+
+@contextmanager
+def in_process_gateway(
+    tracking_uri: str, model: str, redis_url: str, **overrides: Any
+) -> Iterator[tuple[Flask, ServingSettings]]:
+    """The gateway app in this process, models loaded, no background polling, its own model cache folder (what the
+    in-process benchmarks measure); its prediction log closed afterwards."""
+    import tempfile
+
+    from serving.app import create_app, start_serving
+    from serving.service import gateway_of
+    from serving.settings import ServingSettings
+
+    with tempfile.TemporaryDirectory(prefix="in-process-gateway-") as folder:
+        settings = ServingSettings(
+            tracking_uri=tracking_uri,
+            model_name=model,
+            redis_url=redis_url,
+            reload_interval_s=0,
+            model_cache_dir=folder,
+            **overrides,
+        )
+        app = create_app(settings)
+        start_serving(app)
+        try:
+            yield app, settings
+        finally:
+            gateway_of(app).store.stop_polling()
+            gateway_of(app).predictions.log.close()

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -131,29 +130,25 @@ def main() -> int:
 
     from registry.resolve import load_version
     from registry.settings import RegistrySettings
-    from serving.app import create_app, start_serving
+    from scripts.gateway_process import in_process_gateway
     from serving.logs import AccessLog
     from serving.service import gateway_of
-    from serving.settings import ServingSettings
 
-    with tempfile.TemporaryDirectory(prefix="profile-request-") as folder:
-        settings = ServingSettings(
-            tracking_uri=arguments.tracking_uri,
-            model_name=arguments.model,
-            redis_url=arguments.redis_url,
-            reload_interval_s=0,
-            model_cache_dir=folder,
-            prediction_stream="credit-scoring:predictions:profile",  # never the drift job's stream
-        )
-        app = create_app(settings)
-        start_serving(app)
+    with in_process_gateway(
+        arguments.tracking_uri,
+        arguments.model,
+        arguments.redis_url,
+        prediction_stream="credit-scoring:predictions:profile",  # never the drift job's stream
+    ) as (app, settings):
         logging.getLogger("serving.access").setLevel(logging.INFO)
         # The access line goes where a server's stdout would: a file, not this terminal.
         sink = open(os.devnull, "wb")  # closed below
         gateway_of(app).telemetry.access_log = AccessLog(sink)
         client = MlflowClient(arguments.tracking_uri)
         version = client.get_model_version_by_alias(arguments.model, "production").version
-        production = load_version(client, arguments.model, version, RegistrySettings.of(settings, folder))
+        production = load_version(
+            client, arguments.model, version, RegistrySettings.of(settings, settings.model_cache_dir)
+        )
         body = json.dumps({"batch": [ROW]}).encode()
         interval_s = arguments.interval_us / 1e6
         profiles = {
@@ -163,7 +158,6 @@ def main() -> int:
         }  # fmt: skip
         bare = _bare_wall_time(production.onnx_path, production.feature_schema.features,
                                set(production.feature_schema.categorical), arguments.requests)  # fmt: skip
-        gateway_of(app).predictions.log.close()
         sink.close()
     print(table(profiles, bare))
     return 0

@@ -30,8 +30,16 @@ def applicant_batches(frame: pd.DataFrame, batch: int) -> list[list[dict[str, ob
     return [rows[start : start + batch] for start in range(0, len(rows), batch)]
 
 
-def stream_rows(client: redis.Redis, stream: str) -> int:
-    return sum(int(fields[b"rows"]) for _, fields in client.xrange(stream))
+def last_entry(client: redis.Redis, stream: str) -> bytes:
+    """The id of the stream's newest entry (0-0 for an empty or missing stream)."""
+    newest = client.xrevrange(stream, count=1)
+    return bytes(newest[0][0]) if newest else b"0-0"
+
+
+def rows_after(client: redis.Redis, stream: str, entry: bytes) -> int:
+    """Rows in the entries added after `entry`: unlike the stream's length, this grows even when the stream is at its
+    cap and every new entry trims an old one."""
+    return sum(int(fields[b"rows"]) for _, fields in client.xrange(stream, min=b"(" + entry))
 
 
 def main() -> int:
@@ -52,7 +60,7 @@ def main() -> int:
     # A random sample: the file's order is not random (its first and last rows differ in distribution).
     sample = data.sample(n=min(arguments.rows, len(data)), random_state=arguments.seed)
     client = redis.Redis.from_url(arguments.redis_url) if arguments.redis_url else None
-    before = stream_rows(client, arguments.stream) if client else 0
+    before = last_entry(client, arguments.stream) if client else b"0-0"
     sent = 0
     started = time.monotonic()
     with requests.Session() as session:
@@ -67,7 +75,7 @@ def main() -> int:
     print(f"\nsent {sent} real applicants to {arguments.url}/predict in {time.monotonic() - started:.1f} s")
     if client is not None:
         deadline = time.monotonic() + 30
-        while stream_rows(client, arguments.stream) - before < sent:
+        while rows_after(client, arguments.stream, before) < sent:
             if time.monotonic() > deadline:
                 print(f"error: the stream {arguments.stream} did not receive the {sent} rows in 30 s", file=sys.stderr)
                 return 1

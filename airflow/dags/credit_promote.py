@@ -78,13 +78,14 @@ class RecordedApproval(ApprovalOperator):
     """
 
     def execute(self, context: Any) -> Any:
-        from orchestration.promotion import GateDecision, assigned_approvers, proposer_of
+        from orchestration.promotion import GateDecision, askers, assigned_approvers
         from orchestration.settings import ApprovalPolicy, OrchestrationError
 
         decision = GateDecision.of(context["ti"].xcom_pull(task_ids=GATE_TASK))
-        excluded = {user for user in (_requested_by(), proposer_of(_settings(), str(decision.version))) if user}
         try:
-            approvers = assigned_approvers(ApprovalPolicy(), excluded)
+            approvers = assigned_approvers(
+                ApprovalPolicy(), askers(_settings(), str(decision.version), _requested_by())
+            )
         except OrchestrationError as error:
             context["ti"].xcom_push(key=ANSWER_KEY, value={"refused": str(error)})
             raise
@@ -203,26 +204,14 @@ def credit_promote() -> None:
     @task(trigger_rule="all_done", retries=0)  # writes the audit record once; a failure is looked at, not retried
     def record_answer() -> str:
         """After `promote` ran or did not: a rejection, a time-out or a refused assignment goes to the audit trail."""
-        from orchestration.promotion import GateDecision, approver_of, chosen_option
+        from orchestration.promotion import GateDecision, unmoved_outcome
         from orchestration.promotion import record_answer as audit_answer
-        from registry import audit
 
         decision, answer = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK), _answer()
-        if not answer:
-            return "no sign-off to record"
-        if answer.get("timed_out"):
-            outcome, reason, approver = (
-                audit.TIMED_OUT,
-                f"no answer within {APPROVAL_TIMEOUT / timedelta(days=1):g} days",
-                "",
-            )
-        elif answer.get("refused"):
-            outcome, reason, approver = audit.REFUSED, str(answer["refused"]), ""
-        elif chosen_option(answer) == ApprovalOperator.REJECT:
-            approver = approver_of(answer) or ""
-            outcome, reason = audit.REJECTED, f"rejected by {approver or 'unknown user'}"
-        else:
-            return "approved: the move (or its refusal) is recorded by promote"
+        unmoved = unmoved_outcome(answer, APPROVAL_TIMEOUT)
+        if unmoved is None:
+            return "nothing to record: no sign-off, or an approval (promote records the move or its refusal)"
+        outcome, reason, approver = unmoved
         args = (GateDecision.of(decision), outcome, reason, _actor(), _settings())
         audit_answer(*args, approver=approver, requested_by=_requested_by())
         return outcome

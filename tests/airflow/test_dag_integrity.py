@@ -93,7 +93,7 @@ def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: A
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import AssetOrTimeSchedule
 
-    from orchestration.promotion import APPROVE
+    from orchestration.promotion import APPROVE, REJECT
 
     dag = load_dag(dag_bag, "credit_promote")
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
@@ -108,7 +108,7 @@ def test_promote_is_daily_or_on_a_new_staging_version_with_a_sign_off(dag_bag: A
     assert dag.get_task("record_answer").upstream_task_ids == {"promote"}
     assert dag.get_task("record_answer").trigger_rule == "all_done"  # also after a time-out fails the approval
     assert dag.params["propose_parked"] is False  # a parked version is proposed again only when asked
-    assert APPROVE == ApprovalOperator.APPROVE  # what promote checks the answer against
+    assert (APPROVE, REJECT) == (ApprovalOperator.APPROVE, ApprovalOperator.REJECT)  # what the tasks check against
 
 
 def test_drift_is_hourly_over_its_data_interval_and_alerts_through_an_asset(dag_bag: Any) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from orchestration.promotion import (
     chosen_option,
     sign_off_policy,
     sign_off_problem,
+    unmoved_outcome,
 )
 from orchestration.retrain import Registered, RetrainParams
 from orchestration.settings import ApprovalPolicy, OrchestrationError, OrchestrationSettings, connection_uri
@@ -135,6 +137,16 @@ def test_the_answer_of_an_approval() -> None:
     assert (chosen_option(answer), approver_of(answer)) == ("Reject", "risk-officer")
     assert (chosen_option(None), approver_of(None)) == (None, None)
     assert approver_of({"chosen_options": ["Approve"], "responded_by_user": None}) is None
+
+
+def test_what_a_sign_off_that_moved_nothing_records() -> None:
+    three_days = timedelta(days=3)
+    rejected = {"chosen_options": ["Reject"], "responded_by_user": {"id": "ben", "name": "Ben"}}
+    assert unmoved_outcome(rejected, three_days) == ("rejected", "rejected by ben", "ben")
+    assert unmoved_outcome({"timed_out": True}, three_days) == ("timed out", "no answer within 3 days", "")
+    assert unmoved_outcome({"refused": "nobody may answer"}, three_days) == ("refused", "nobody may answer", "")
+    approved = {"chosen_options": ["Approve"], "responded_by_user": {"id": "ben", "name": "Ben"}}
+    assert unmoved_outcome(approved, three_days) is None and unmoved_outcome(None, three_days) is None
 
 
 def test_who_may_answer_a_sign_off() -> None:
