@@ -629,7 +629,8 @@ BEARER = {"Authorization": f"Bearer {FIRST_KEY}"}
         ("/predict", ONE_ROW, {"X-API-Key": "wrong", **BEARER}, 401, "invalid_api_key"),  # X-API-Key wins
         ("/predict", ONE_ROW, BEARER, 200, None),
         ("/predict", ONE_ROW, {"Authorization": f"bearer {SECOND_KEY}"}, 200, None),  # the scheme's case is free
-        ("/predict_ab", ONE_ROW, {"X-API-Key": SECOND_KEY}, 200, None),
+        # An applicant id: the router draws at random without one, and both paths must land on the same side.
+        ("/predict_ab", json.dumps({"batch": [ROW], "applicant_id": "a-17"}), {"X-API-Key": SECOND_KEY}, 200, None),
         ("/explain", ONE_ROW, {"X-API-Key": FIRST_KEY}, 200, None),
         ("/predict_cached", ONE_ROW, BEARER, 200, None),
         ("/predict", "{not json", {}, 401, "missing_api_key"),  # no key: no word on the body
