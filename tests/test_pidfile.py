@@ -55,8 +55,12 @@ def test_a_whole_group_is_stopped_and_a_missing_file_is_said(tmp_path: Path) -> 
     )  # fmt: skip
     pid_file = tmp_path / "standalone.pid"
     pidfile.record(pid_file, leader.pid)
-    time.sleep(0.5)
-    children = subprocess.run(["pgrep", "-g", str(leader.pid)], capture_output=True, text=True).stdout.split()
+    deadline = time.monotonic() + 10  # the child starts when the leader's interpreter has: slow on a busy machine
+    while True:
+        children = subprocess.run(["pgrep", "-g", str(leader.pid)], capture_output=True, text=True).stdout.split()
+        if len(children) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(children) == 2
     assert pidfile.main(["stop", str(pid_file), "--name", "Airflow", "--group"]) == 0
     leader.wait(5)

@@ -49,6 +49,9 @@ def built_app(served: Served, redis_server: RedisProcess, tmp_path: Path, **over
         model_cache_dir=str(tmp_path / "models"),
         max_batch_rows=100,
         max_body_bytes=64 * 1024,
+        # Not the 50 ms default: a Redis stalled that long on a loaded test machine would fail open and change the
+        # answers the tests compare (cache hits, logged rows).
+        redis_timeout_s=1.0,
         **overrides,
     )
     application = create_app(settings)

@@ -9,7 +9,7 @@ from serving.redis_gateway import CircuitBreaker, RedisGateway
 
 
 def gateway(url: str, errors: list[str], breaker: CircuitBreaker | None = None) -> RedisGateway:
-    client = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
     return RedisGateway(client, breaker or CircuitBreaker(threshold=2, cooldown_s=60), errors.append)
 
 

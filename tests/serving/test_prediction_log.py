@@ -26,7 +26,7 @@ def group(request_id: str, probabilities: list[float], version: str = "3") -> Lo
 
 
 def prediction_log(url: str, errors: list[str] | None = None, **kwargs) -> PredictionLog:
-    client = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
     gateway = RedisGateway(
         client, CircuitBreaker(threshold=2, cooldown_s=60), (errors if errors is not None else []).append
     )

@@ -86,11 +86,19 @@ def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and versions["2"] < 50:
             time.sleep(0.2)
-        time.sleep(1.0)
         # Every worker now serves version 2 and no staging (it graduated): its gauges say so, the version it served
-        # before is 0 (multiprocess gauges cannot be cleared), and no staging version is routable.
-        metrics = requests.get(f"{gateway.url}/metrics", timeout=10).text
-        production = [line for line in metrics.splitlines() if line.startswith('gateway_model_info{alias="production"')]
+        # before is 0 (multiprocess gauges cannot be cleared), and no staging version is routable. Kept-alive sessions
+        # may all sit on one worker, so the other's reload is waited for, not assumed.
+        deadline = time.monotonic() + 30
+        while True:
+            metrics = requests.get(f"{gateway.url}/metrics", timeout=10).text
+            production = [
+                line for line in metrics.splitlines() if line.startswith('gateway_model_info{alias="production"')
+            ]
+            promoted = {line.rsplit(" ", 1)[1] for line in production if 'version="2"' in line} == {"1.0"}
+            if (promoted and metric_total(metrics, "gateway_staging_routable") == 0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert {line.rsplit(" ", 1)[1] for line in production if 'version="2"' in line} == {"1.0"}, production
         assert {line.rsplit(" ", 1)[1] for line in production if 'version="1"' in line} == {"0.0"}, production
         assert metric_total(metrics, "gateway_staging_routable") == 0
@@ -164,7 +172,7 @@ def test_sigterm_lets_a_request_in_flight_finish(gateway: GatewayProcess) -> Non
     connection.putheader("Content-Length", str(len(BODY)))
     connection.endheaders()
     connection.send(BODY[:20])  # the request has begun: the server holds its headers and part of its body
-    time.sleep(0.5)
+    time.sleep(2.0)  # long enough for a worker to have taken the connection, even on a busy machine
     gateway.process.send_signal(signal.SIGTERM)
     time.sleep(1.0)
     connection.send(BODY[20:])
@@ -182,20 +190,25 @@ def test_sighup_reloads_the_workers_without_a_failed_request(gateway: GatewayPro
     assert len(before) == 2, before
     outcomes: Counter[str] = Counter()
     stop = threading.Event()
+    lock = threading.Lock()
+
+    def count(outcome: str) -> None:
+        with lock:
+            outcomes[outcome] += 1
 
     def client() -> None:
         with requests.Session() as session:  # kept-alive connections, as a loan-origination system holds them
             while not stop.is_set():
                 try:
-                    outcomes[str(session.post(f"{gateway.url}/predict", data=BODY, headers=HEADERS, timeout=10)
-                                 .status_code)] += 1  # fmt: skip
+                    count(
+                        str(session.post(f"{gateway.url}/predict", data=BODY, headers=HEADERS, timeout=10).status_code)
+                    )
                 except requests.ConnectionError as error:
                     # A kept-alive connection the old worker closed as the client sent on it: no response at all, so
                     # the request never reached the app. HTTP clients resend in this case (docs/serving.md).
-                    closed_idle = "Connection aborted." in str(error)
-                    outcomes["closed idle connection" if closed_idle else type(error).__name__] += 1
+                    count("closed idle connection" if "Connection aborted." in str(error) else type(error).__name__)
                 except requests.RequestException as error:
-                    outcomes[type(error).__name__] += 1
+                    count(type(error).__name__)
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
@@ -215,7 +228,8 @@ def test_sighup_reloads_the_workers_without_a_failed_request(gateway: GatewayPro
     assert len(after) == 2 and not after & before, (before, after)
     # Every request that reached a worker was answered 200; a connection is cut at most once per worker stopped.
     assert set(outcomes) <= {"200", "closed idle connection"}, outcomes
-    assert outcomes["closed idle connection"] <= 2 * len(threads) and outcomes["200"] > 500, outcomes
+    # Load all the way through (a count, not a throughput: the machine may be busy).
+    assert outcomes["closed idle connection"] <= 2 * len(threads) and outcomes["200"] > 100, outcomes
     assert gateway.process.poll() is None
 
 
