@@ -294,9 +294,13 @@ def test_a_sign_off_that_times_out_is_recorded_and_moves_nothing(
         monkeypatch.setenv(key, value)
     stage("1", reason="tests", actor="tests", settings=registry_settings_for(name), requested_by="")
     production_before = production_of(client, name)
-    sweeper = threading.Thread(target=expire_the_approval, daemon=True)
+    finished = threading.Event()
+    sweeper = threading.Thread(target=expire_the_approval, args=(finished,), daemon=True)
     sweeper.start()
-    run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name, "propose_parked": True})
+    try:
+        run_id, states = run_dag(dag_bag, "credit_promote", {"registered_model": name, "propose_parked": True})
+    finally:
+        finished.set()  # a sweeper left behind would time out a later test's approval
     sweeper.join(5)
     assert not sweeper.is_alive(), "the approval never waited for input"
     assert (states["approval"], states["promote"], states["record_answer"]) == ("failed", "upstream_failed", "success")
@@ -308,10 +312,10 @@ def test_a_sign_off_that_times_out_is_recorded_and_moves_nothing(
     assert decision.status == "passed" and decision.version == "1"
 
 
-def expire_the_approval(deadline_s: float = 400.0) -> None:
+def expire_the_approval(finished: threading.Event, deadline_s: float = 400.0) -> None:
     """Once the approval waits for input, move its deadline into the past and run the scheduler's time-out sweep.
     A failed attempt (SQLite busy while dag.test() writes) is tried again: dying here would leave the run waiting
-    for its three-day deadline."""
+    for its three-day deadline. Gives up when the run has `finished` or after `deadline_s` (within pytest's 600 s)."""
     from airflow.jobs.job import Job
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.taskinstance import TaskInstance
@@ -320,7 +324,7 @@ def expire_the_approval(deadline_s: float = 400.0) -> None:
     from sqlalchemy import select
 
     give_up = time.monotonic() + deadline_s
-    while time.monotonic() < give_up:
+    while time.monotonic() < give_up and not finished.is_set():
         try:
             with create_session() as session:
                 waiting = session.scalars(

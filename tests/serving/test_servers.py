@@ -92,15 +92,14 @@ def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: 
         deadline = time.monotonic() + 30
         while True:
             metrics = requests.get(f"{gateway.url}/metrics", timeout=10).text
-            production = [
-                line for line in metrics.splitlines() if line.startswith('gateway_model_info{alias="production"')
-            ]
-            promoted = {line.rsplit(" ", 1)[1] for line in production if 'version="2"' in line} == {"1.0"}
-            if (promoted and metric_total(metrics, "gateway_staging_routable") == 0) or time.monotonic() > deadline:
+            production = production_gauges(metrics)
+            settled = (
+                production == {"2": {"1.0"}, "1": {"0.0"}} and metric_total(metrics, "gateway_staging_routable") == 0
+            )
+            if settled or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert {line.rsplit(" ", 1)[1] for line in production if 'version="2"' in line} == {"1.0"}, production
-        assert {line.rsplit(" ", 1)[1] for line in production if 'version="1"' in line} == {"0.0"}, production
+        assert production == {"2": {"1.0"}, "1": {"0.0"}}, metrics
         assert metric_total(metrics, "gateway_staging_routable") == 0
     finally:
         stop.set()
@@ -113,6 +112,16 @@ def test_a_promotion_under_load_is_picked_up_with_zero_failed_requests(gateway: 
     assert set(outcomes) == {"200"}, outcomes
     assert outcomes["200"] > 200
     assert versions["1"] > 0 and versions["2"] >= 50, versions
+
+
+def production_gauges(metrics: str) -> dict[str, set[str]]:
+    """Each production version's gateway_model_info values across the worker processes (one series per worker)."""
+    values: dict[str, set[str]] = {}
+    for line in metrics.splitlines():
+        if line.startswith('gateway_model_info{alias="production"'):
+            version = line.split('version="', 1)[1].split('"', 1)[0]
+            values.setdefault(version, set()).add(line.rsplit(" ", 1)[1])
+    return values
 
 
 def metric_total(metrics: str, name: str, *labels: str) -> float:
@@ -172,7 +181,7 @@ def test_sigterm_lets_a_request_in_flight_finish(gateway: GatewayProcess) -> Non
     connection.putheader("Content-Length", str(len(BODY)))
     connection.endheaders()
     connection.send(BODY[:20])  # the request has begun: the server holds its headers and part of its body
-    time.sleep(2.0)  # long enough for a worker to have taken the connection, even on a busy machine
+    time.sleep(2.0)  # nothing observable to wait on: a worker has taken the connection by then in practice
     gateway.process.send_signal(signal.SIGTERM)
     time.sleep(1.0)
     connection.send(BODY[20:])
@@ -219,6 +228,8 @@ def test_sighup_reloads_the_workers_without_a_failed_request(gateway: GatewayPro
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (worker_pids().isdisjoint(before) and ready(gateway)):
             time.sleep(0.5)
+        with lock:
+            answered_before_the_new_workers = outcomes["200"]
         time.sleep(2.0)
     finally:
         stop.set()
@@ -228,8 +239,9 @@ def test_sighup_reloads_the_workers_without_a_failed_request(gateway: GatewayPro
     assert len(after) == 2 and not after & before, (before, after)
     # Every request that reached a worker was answered 200; a connection is cut at most once per worker stopped.
     assert set(outcomes) <= {"200", "closed idle connection"}, outcomes
-    # Load all the way through (a count, not a throughput: the machine may be busy).
-    assert outcomes["closed idle connection"] <= 2 * len(threads) and outcomes["200"] > 100, outcomes
+    assert outcomes["closed idle connection"] <= 2 * len(threads), outcomes
+    # Load before the reload and after it: the new workers answered the same clients (counts, not a throughput).
+    assert answered_before_the_new_workers > 0 and outcomes["200"] > answered_before_the_new_workers, outcomes
     assert gateway.process.poll() is None
 
 
